@@ -1,0 +1,43 @@
+//! The errors a command can end with, and their exit codes (DESIGN.md: 0 all good,
+//! 1 runtime failure or refusal, 2 usage or config error with nothing touched).
+
+use thiserror::Error;
+
+use crate::config::ConfigError;
+use crate::plan::PlanError;
+use crate::sysfs::ReadError;
+
+/// A command's fatal error.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The config cannot be read or is invalid (exit 2).
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// The config contradicts itself on this host (exit 2).
+    #[error("invalid configuration: {0}")]
+    Plan(#[from] PlanError),
+    /// sysfs could not be read (exit 1).
+    #[error("cannot read the host's PCI devices")]
+    Host(#[from] ReadError),
+    /// No IOMMU groups: VFIO cannot work on this host (exit 1).
+    #[error(
+        "no IOMMU groups in {path}: the IOMMU is off, so no device can be passed through.\n\
+         Turn it on: enable VT-d (Intel) or AMD-Vi/IOMMU (AMD) in the firmware setup, and on \
+         Intel boot with intel_iommu=on on the kernel command line (AMD enables it by \
+         default; amd_iommu=on if it was turned off), then reboot."
+    )]
+    NoIommu {
+        /// The groups directory that was empty or absent.
+        path: String,
+    },
+}
+
+impl Error {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config(_) | Error::Plan(_) => 2,
+            Error::Host(_) | Error::NoIommu { .. } => 1,
+        }
+    }
+}

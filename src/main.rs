@@ -1,0 +1,91 @@
+//! The `vfio-bind` binary: arguments, logging, dispatch, exit codes. Nothing else.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use vfio_bind::cmd::{self, Context};
+use vfio_bind::config::Source;
+use vfio_bind::sysfs::Root;
+
+/// Hand PCI devices (whole IOMMU groups) to vfio-pci, as /etc/vfio-bind.toml says.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Config file to read instead of /etc/vfio-bind.toml and /etc/vfio-bind.d/*.toml
+    /// (no drop-ins are read with this option).
+    #[arg(long, value_name = "PATH", global = true)]
+    config: Option<PathBuf>,
+
+    /// Take every absolute path (/sys, /dev, /etc, /run) under DIR; for tests and
+    /// offline inspection. Kernel modules are never loaded under a root.
+    #[arg(long, value_name = "DIR", env = "VFIO_BIND_ROOT", global = true)]
+    root: Option<PathBuf>,
+
+    /// More output (debug messages).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+
+    /// Less output (warnings and errors only).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Bind every device the config names, with its whole IOMMU group, to vfio-pci.
+    Apply {
+        /// Print the plan and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Show the configured groups: drivers now, and /dev/vfio/<group> ownership.
+    Status,
+    /// List every IOMMU group and its devices.
+    List,
+    /// Validate the config and resolve it on this host; writes nothing.
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let verbosity = if cli.quiet {
+        -1
+    } else {
+        cli.verbose.min(3) as i8
+    };
+    vfio_bind::report::init_logging(verbosity);
+
+    let root = Root::new(cli.root.unwrap_or_else(|| PathBuf::from("/")));
+    let config = match cli.config {
+        Some(p) => Source::File(p),
+        None => Source::Default(root.clone()),
+    };
+    let ctx = Context {
+        root,
+        config,
+        options: Default::default(),
+    };
+    let result = match cli.command {
+        Command::Apply { dry_run } => cmd::apply::run(&ctx, dry_run),
+        Command::Status => cmd::status::run(&ctx),
+        Command::List => cmd::list::run(&ctx),
+        Command::Check => cmd::check::run(&ctx),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            log::error!("{e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                log::error!("  caused by: {cause}");
+                source = cause.source();
+            }
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

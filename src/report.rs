@@ -1,0 +1,126 @@
+//! Reporting: where log lines go (journald or stderr, never both), the sd-notify
+//! `STATUS=` line, and the one-line summary of a run.
+
+use std::io::Write;
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+
+use crate::apply::GroupOutcome;
+use crate::plan::Plan;
+
+/// Plain `vfio-bind: ...` lines on stderr, for a terminal or a non-journal service manager.
+struct StderrLog;
+
+impl Log for StderrLog {
+    fn enabled(&self, _: &Metadata) -> bool {
+        true
+    }
+
+    fn log(&self, record: &Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let prefix = match record.level() {
+            Level::Error => "error: ",
+            Level::Warn => "warning: ",
+            Level::Info => "",
+            Level::Debug | Level::Trace => "debug: ",
+        };
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "vfio-bind: {prefix}{}",
+            record.args()
+        );
+    }
+
+    fn flush(&self) {}
+}
+
+/// Install the logger: systemd-journal-logger when stderr is connected to journald
+/// (`JOURNAL_STREAM`, as under a systemd unit), so records carry the structured fields
+/// `VFIO_BIND_ADDRESS`, `VFIO_BIND_GROUP`, `VFIO_BIND_ACTION`, `VFIO_BIND_DRIVER`;
+/// otherwise plain lines on stderr. `verbosity`: -1 quiet (warnings and errors), 0 normal,
+/// 1 or more debug.
+pub fn init_logging(verbosity: i8) {
+    let level = match verbosity {
+        i8::MIN..=-1 => LevelFilter::Warn,
+        0 => LevelFilter::Info,
+        _ => LevelFilter::Debug,
+    };
+    let journal = systemd_journal_logger::connected_to_journal()
+        .then(systemd_journal_logger::JournalLog::new)
+        .and_then(Result::ok);
+    let installed = match journal {
+        Some(j) => j.with_syslog_identifier("vfio-bind".into()).install(),
+        None => log::set_boxed_logger(Box::new(StderrLog)),
+    };
+    if installed.is_ok() {
+        log::set_max_level(level);
+    }
+}
+
+/// Send `STATUS=<line>` to the service manager (shown by `systemctl status`). A no-op
+/// outside a unit (no `NOTIFY_SOCKET`).
+pub fn notify_status(line: &str) {
+    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Status(line)]) {
+        log::debug!("sd_notify STATUS failed: {e}");
+    }
+}
+
+/// The one-line summary of an apply, e.g. `5 devices in 3 IOMMU groups on vfio-pci`,
+/// followed by failures (`; 1 group failed`).
+pub fn summary(plan: &Plan, outcomes: &[GroupOutcome]) -> String {
+    let mut devices = 0;
+    let mut groups = 0;
+    let mut drivers: Vec<&str> = Vec::new();
+    let mut failed = 0;
+    let mut refused = 0;
+    for (g, o) in plan.groups.iter().zip(outcomes) {
+        match &o.result {
+            Ok(()) => {
+                groups += 1;
+                for m in &g.members {
+                    if let Some(d) = m.action.target() {
+                        devices += 1;
+                        if !drivers.contains(&d) {
+                            drivers.push(d);
+                        }
+                    }
+                }
+            }
+            Err(crate::apply::ApplyError::Refused { .. }) => refused += 1,
+            Err(_) => failed += 1,
+        }
+    }
+    let plural = |n: usize, one: &str, many: &str| {
+        if n == 1 {
+            format!("{n} {one}")
+        } else {
+            format!("{n} {many}")
+        }
+    };
+    let mut line = if groups == 0 {
+        "no device bound".to_string()
+    } else {
+        format!(
+            "{} in {} on {}",
+            plural(devices, "device", "devices"),
+            plural(groups, "IOMMU group", "IOMMU groups"),
+            drivers.join(", ")
+        )
+    };
+    if failed > 0 {
+        line.push_str(&format!("; {} failed", plural(failed, "group", "groups")));
+    }
+    if refused > 0 {
+        line.push_str(&format!("; {} refused", plural(refused, "group", "groups")));
+    }
+    let errors = plan.problems.iter().filter(|p| p.error).count();
+    if errors > 0 {
+        line.push_str(&format!(
+            "; {} in error",
+            plural(errors, "entry", "entries")
+        ));
+    }
+    line
+}

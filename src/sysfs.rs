@@ -1,0 +1,332 @@
+//! The host snapshot: everything vfio-bind needs from sysfs, read once into plain data.
+//!
+//! Every path goes through one [`Root`] handle, so `--root DIR` redirects all of them (a
+//! generated tree in tests, an offline copy for inspection). This module only reads.
+//!
+//! Kernel sources for the layout:
+//! - `Documentation/ABI/testing/sysfs-bus-pci`: `/sys/bus/pci/devices/<bdf>/{vendor,device,
+//!   subsystem_vendor,subsystem_device,class,config,driver,driver_override,boot_vga}`;
+//! - `Documentation/ABI/testing/sysfs-kernel-iommu_groups`: `/sys/kernel/iommu_groups/<n>/devices/`
+//!   and the per-device `iommu_group` link.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::pci::{ClassCode, HeaderType, PciAddress, PciId};
+
+/// The root that every absolute path the tool touches is taken under (`/` on a real host).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Root {
+    base: PathBuf,
+}
+
+impl Root {
+    /// A root at `base`; `/` means the running host.
+    pub fn new(base: impl Into<PathBuf>) -> Self {
+        Root { base: base.into() }
+    }
+
+    /// The directory everything is taken under.
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+
+    /// True when the root is the running host (`/`), where side effects beyond file
+    /// writes (loading a kernel module) are allowed.
+    pub fn is_host(&self) -> bool {
+        self.base == Path::new("/")
+    }
+
+    /// Map an absolute host path (`/sys/bus/pci`) to its place under the root.
+    pub fn path(&self, abs: impl AsRef<Path>) -> PathBuf {
+        let abs = abs.as_ref();
+        self.base.join(abs.strip_prefix("/").unwrap_or(abs))
+    }
+
+    /// `/sys/bus/pci/devices/<bdf>` under the root.
+    pub fn device_dir(&self, addr: PciAddress) -> PathBuf {
+        self.path(format!("/sys/bus/pci/devices/{addr}"))
+    }
+
+    /// `/sys/bus/pci/drivers/<driver>` under the root.
+    pub fn driver_dir(&self, driver: &str) -> PathBuf {
+        self.path(format!("/sys/bus/pci/drivers/{driver}"))
+    }
+
+    /// `/dev/vfio/<group>` under the root.
+    pub fn vfio_node(&self, group: u32) -> PathBuf {
+        self.path(format!("/dev/vfio/{group}"))
+    }
+}
+
+/// A sysfs read that failed, with the file it was reading.
+#[derive(Debug, Error)]
+#[error("cannot read {}: {source}", path.display())]
+pub struct ReadError {
+    /// The file or directory (under the root).
+    pub path: PathBuf,
+    /// The underlying error (its errno).
+    #[source]
+    pub source: io::Error,
+}
+
+fn read_err(path: &Path) -> impl FnOnce(io::Error) -> ReadError + '_ {
+    move |source| ReadError {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One PCI device as sysfs shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// Its PCI address (the name of its sysfs directory).
+    pub address: PciAddress,
+    /// Vendor:device ID (`vendor`, `device`).
+    pub id: PciId,
+    /// Subsystem vendor:device (`subsystem_vendor`, `subsystem_device`), when present.
+    pub subsystem: Option<PciId>,
+    /// Class code (`class`).
+    pub class: ClassCode,
+    /// Header type from config-space byte 0x0e.
+    pub header: HeaderType,
+    /// Name of the bound driver (basename of the `driver` link), if any.
+    pub driver: Option<String>,
+    /// Content of `driver_override`; `None` when it reads `(null)` or is empty.
+    pub driver_override: Option<String>,
+    /// IOMMU group number (basename of the `iommu_group` link), if any.
+    pub iommu_group: Option<u32>,
+    /// `boot_vga` reads 1: the firmware's boot display device.
+    pub boot_vga: bool,
+}
+
+impl Device {
+    /// True for PCI header types 1 and 2 (never touched by vfio-bind).
+    pub fn is_bridge(&self) -> bool {
+        self.header.is_bridge()
+    }
+}
+
+/// An IOMMU group: the smallest set of devices the IOMMU can isolate
+/// (`Documentation/driver-api/vfio.rst`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IommuGroup {
+    /// The group number (`/sys/kernel/iommu_groups/<n>`).
+    pub number: u32,
+    /// PCI members, sorted by address.
+    pub devices: Vec<PciAddress>,
+    /// Members that are not PCI devices (names as listed); vfio-bind cannot make such a
+    /// group viable.
+    pub other: Vec<String>,
+}
+
+/// A snapshot of the host's PCI devices, IOMMU groups and PCI drivers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Host {
+    /// Every device under `/sys/bus/pci/devices`, by address.
+    pub devices: BTreeMap<PciAddress, Device>,
+    /// Every group under `/sys/kernel/iommu_groups`, by number.
+    pub groups: BTreeMap<u32, IommuGroup>,
+    /// Names of the PCI drivers registered (`/sys/bus/pci/drivers/*`).
+    pub drivers: BTreeSet<String>,
+}
+
+impl Host {
+    /// Read the snapshot under `root`.
+    ///
+    /// Errors: [`ReadError`] for a directory that cannot be listed or an attribute that
+    /// cannot be read. A device that vanishes while being read (hot-unplug) is left out.
+    /// A missing `/sys/kernel/iommu_groups` is not an error: it gives no groups (see
+    /// [`Host::iommu_enabled`]).
+    pub fn read(root: &Root) -> Result<Host, ReadError> {
+        let mut host = Host::default();
+
+        let devdir = root.path("/sys/bus/pci/devices");
+        for name in list_dir(&devdir)? {
+            let Ok(address) = name.parse::<PciAddress>() else {
+                continue;
+            };
+            match read_device(root, address) {
+                Ok(d) => {
+                    host.devices.insert(address, d);
+                }
+                Err(e) if e.source.kind() == io::ErrorKind::NotFound => {
+                    log::debug!("{address} vanished while reading: {e}");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+
+        let groupdir = root.path("/sys/kernel/iommu_groups");
+        let names = match list_dir(&groupdir) {
+            Ok(n) => n,
+            Err(e) if e.source.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        for name in names {
+            let Ok(number) = name.parse::<u32>() else {
+                continue;
+            };
+            let mut group = IommuGroup {
+                number,
+                devices: Vec::new(),
+                other: Vec::new(),
+            };
+            for member in list_dir(&groupdir.join(&name).join("devices"))? {
+                match member.parse::<PciAddress>() {
+                    Ok(a) if host.devices.contains_key(&a) => group.devices.push(a),
+                    Ok(a) => log::debug!("group {number}: member {a} vanished"),
+                    Err(_) => group.other.push(member),
+                }
+            }
+            group.devices.sort();
+            group.other.sort();
+            host.groups.insert(number, group);
+        }
+
+        let drvdir = root.path("/sys/bus/pci/drivers");
+        host.drivers = match list_dir(&drvdir) {
+            Ok(n) => n.into_iter().collect(),
+            Err(e) if e.source.kind() == io::ErrorKind::NotFound => BTreeSet::new(),
+            Err(e) => return Err(e),
+        };
+        Ok(host)
+    }
+
+    /// True when the kernel exposes IOMMU groups (the IOMMU is on). Without groups, VFIO
+    /// cannot bind anything.
+    pub fn iommu_enabled(&self) -> bool {
+        !self.groups.is_empty()
+    }
+
+    /// The group a device is in, if any.
+    pub fn group_of(&self, addr: PciAddress) -> Option<&IommuGroup> {
+        let n = self.devices.get(&addr)?.iommu_group?;
+        self.groups.get(&n)
+    }
+}
+
+/// Names in a directory, sorted (`.` and `..` excluded).
+fn list_dir(dir: &Path) -> Result<Vec<String>, ReadError> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir).map_err(read_err(dir))? {
+        let entry = entry.map_err(read_err(dir))?;
+        names.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn read_attr(path: &Path) -> Result<String, ReadError> {
+    fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .map_err(read_err(path))
+}
+
+fn parse_hex(path: &Path, s: &str) -> Result<u32, ReadError> {
+    u32::from_str_radix(s.trim_start_matches("0x"), 16).map_err(|_| ReadError {
+        path: path.to_path_buf(),
+        source: io::Error::new(io::ErrorKind::InvalidData, format!("not hex: {s:?}")),
+    })
+}
+
+fn read_hex(path: &Path) -> Result<u32, ReadError> {
+    let s = read_attr(path)?;
+    parse_hex(path, &s)
+}
+
+/// Basename of a symlink's target, or `None` when the link does not exist.
+fn link_name(path: &Path) -> Result<Option<String>, ReadError> {
+    match fs::read_link(path) {
+        Ok(t) => Ok(t.file_name().map(|n| n.to_string_lossy().into_owned())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(read_err(path)(e)),
+    }
+}
+
+/// The driver a device is bound to now (basename of `/sys/bus/pci/devices/<bdf>/driver`).
+///
+/// Errors: [`ReadError`] with `NotFound` when the device itself is gone.
+pub fn current_driver(root: &Root, addr: PciAddress) -> Result<Option<String>, ReadError> {
+    let dir = root.device_dir(addr);
+    if !dir.exists() {
+        return Err(read_err(&dir)(io::Error::from(io::ErrorKind::NotFound)));
+    }
+    link_name(&dir.join("driver"))
+}
+
+/// The content of `driver_override`, `None` for `(null)` or empty
+/// (`Documentation/ABI/testing/sysfs-bus-pci`).
+pub fn read_override(root: &Root, addr: PciAddress) -> Result<Option<String>, ReadError> {
+    let path = root.device_dir(addr).join("driver_override");
+    match fs::read_to_string(&path) {
+        Ok(s) => {
+            let s = s.trim();
+            Ok((!s.is_empty() && s != "(null)").then(|| s.to_string()))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(read_err(&path)(e)),
+    }
+}
+
+fn read_device(root: &Root, address: PciAddress) -> Result<Device, ReadError> {
+    let dir = root.device_dir(address);
+    let id = PciId {
+        vendor: read_hex(&dir.join("vendor"))? as u16,
+        device: read_hex(&dir.join("device"))? as u16,
+    };
+    let subsystem = match (
+        read_attr(&dir.join("subsystem_vendor")),
+        read_attr(&dir.join("subsystem_device")),
+    ) {
+        (Ok(v), Ok(d)) => Some(PciId {
+            vendor: parse_hex(&dir.join("subsystem_vendor"), &v)? as u16,
+            device: parse_hex(&dir.join("subsystem_device"), &d)? as u16,
+        }),
+        _ => None,
+    };
+    let class = ClassCode(read_hex(&dir.join("class"))?);
+    let header = read_header_type(&dir.join("config"), class)?;
+    let boot_vga = match fs::read_to_string(dir.join("boot_vga")) {
+        Ok(s) => s.trim() == "1",
+        Err(_) => false,
+    };
+    let iommu_group = link_name(&dir.join("iommu_group"))?.and_then(|n| n.parse().ok());
+    Ok(Device {
+        address,
+        id,
+        subsystem,
+        class,
+        header,
+        driver: link_name(&dir.join("driver"))?,
+        driver_override: read_override(root, address)?,
+        iommu_group,
+        boot_vga,
+    })
+}
+
+/// Header type from config-space byte 0x0e. Unprivileged readers and every reader see at
+/// least the first 64 bytes of `config`. When the file is absent or short, fall back to
+/// the class code (0x0604 PCI bridge, 0x0607 CardBus bridge).
+fn read_header_type(path: &Path, class: ClassCode) -> Result<HeaderType, ReadError> {
+    let mut buf = [0u8; 0x0f];
+    let from_class = || match class.class_id() {
+        0x0604 => HeaderType::PciBridge,
+        0x0607 => HeaderType::CardBusBridge,
+        _ => HeaderType::Normal,
+    };
+    let mut f = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(from_class()),
+        Err(e) => return Err(read_err(path)(e)),
+    };
+    match f.read_exact(&mut buf) {
+        Ok(()) => Ok(HeaderType::from_config_byte(buf[0x0e])),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(from_class()),
+        Err(e) => Err(read_err(path)(e)),
+    }
+}

@@ -1,0 +1,189 @@
+#!/bin/bash
+# Boot a throwaway QEMU guest (TCG, Debian's kernel, busybox initramfs) and run one
+# scenario script in it as root.
+#
+#   tests/vm/run-guest.sh [--no-iommu] BINARY SCENARIO_SCRIPT LOGFILE
+#
+# BINARY becomes /usr/bin/vfio-bind in the guest (with the shared libraries ldd names),
+# SCENARIO_SCRIPT becomes /scenario.sh (run with `sh /scenario.sh`), tests/vm/lib.sh
+# becomes /lib/vm-lib.sh. All console output goes to LOGFILE. Exits 0 only when the log
+# holds "VM-SCENARIO-EXIT 0".
+#
+# Guest PCI topology (q35 + intel-iommu; the scenarios depend on it, keep it as is).
+# BDFs, IOMMU groups and start drivers as measured with Debian's 6.1 kernel:
+#   00:00.0       q35 host bridge 8086:29c0                 group 0   (no driver)
+#   00:01.0       std VGA 1234:1111, boot_vga=1             group 1   (no driver)
+#   00:02.0 rp1   pcie-root-port 1b36:000c chassis=1        group 2   pcieport
+#     01:00.0       qemu-xhci 1b36:000d, multifunction   } group 7: two functions of
+#     01:00.1       e1000e 8086:10d3                     } one slot share a group
+#   00:03.0 rp2   pcie-root-port chassis=2                  group 3
+#     02:00.0       e1000e 8086:10d3, alone                 group 8
+#   00:04.0 rp3   pcie-root-port chassis=3                  group 4
+#     03:00.0       pcie-pci-bridge br1 1b36:000e        } group 9: the bridge (no
+#     04:01.0       e1000 8086:100e                      } driver; shpchp fails at
+#     04:02.0       e1000 8086:100e                      } boot) and both e1000
+#   00:05.0 rp4   pcie-root-port chassis=4                  group 5
+#     05:00.0       virtio-blk-pci 1af4:1042 (16 MiB ext4 = /dev/vda), alone  group 10
+#   00:1f.0/2/3   ICH9 LPC, SATA, SMBus                     group 6   (no drivers)
+# /init loads xhci_pci, e1000e, e1000, virtio_pci, virtio_blk; vfio modules are in the
+# initramfs but NOT loaded (the tool runs `modprobe vfio-pci`; busybox modprobe ignores
+# modules.softdep, so vfio_iommu_type1 is not pulled in with it).
+# With --no-iommu: no intel-iommu device, no IOMMU groups, and vfio-pci cannot bind
+# (the kernel has no CONFIG_VFIO_NOIOMMU).
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+
+iommu=1
+if [ "${1:-}" = "--no-iommu" ]; then
+    iommu=0
+    shift
+fi
+if [ $# -ne 3 ]; then
+    echo "usage: $0 [--no-iommu] BINARY SCENARIO_SCRIPT LOGFILE" >&2
+    exit 2
+fi
+binary="$(realpath "$1")"
+scenario="$(realpath "$2")"
+logfile="$(realpath -m "$3")"
+[ -f "$binary" ] || { echo "run-guest: no binary $binary" >&2; exit 2; }
+[ -f "$scenario" ] || { echo "run-guest: no scenario $scenario" >&2; exit 2; }
+
+# 1. Packages and the cached kernel.
+kdir="$("$here/setup.sh")" || { echo "run-guest: setup.sh failed" >&2; exit 1; }
+kver="$(ls "$kdir/lib/modules")"
+vmlinuz="$(echo "$kdir"/boot/vmlinuz-*)"
+[ -f "$vmlinuz" ] || { echo "run-guest: no vmlinuz in $kdir/boot" >&2; exit 1; }
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/vfio-bind-vm.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+root="$work/root"
+mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,run,tmp,root,home/alice,lib}
+
+# 2a. Busybox and its applets (at the paths busybox itself names, e.g. sbin/modprobe).
+cp /bin/busybox "$root/bin/busybox"
+for applet in $(/bin/busybox --list-full); do
+    [ -e "$root/$applet" ] || ln -s /bin/busybox "$root/$applet"
+done
+
+# 2b. The binary under test and its shared libraries, at the same absolute paths.
+cp "$binary" "$root/usr/bin/vfio-bind"
+chmod 755 "$root/usr/bin/vfio-bind"
+for lib in $(ldd "$binary" 2>/dev/null | grep -o '/[^ ]*' || true); do
+    mkdir -p "$root$(dirname "$lib")"
+    cp -L "$lib" "$root$lib"
+done
+
+# 2c. Users and groups (glibc >= 2.34 has the files NSS module built in).
+cat >"$root/etc/passwd" <<'EOF'
+root:x:0:0:root:/root:/bin/sh
+alice:x:1000:1000:alice:/home/alice:/bin/sh
+EOF
+cat >"$root/etc/group" <<'EOF'
+root:x:0:
+alice:x:1000:
+kvm:x:993:
+vfio:x:994:
+EOF
+printf 'passwd: files\ngroup: files\n' >"$root/etc/nsswitch.conf"
+chown 1000:1000 "$root/home/alice"
+
+# 2d. Kernel modules plus dependencies, then a modules.dep for the initramfs tree.
+mods="$root/lib/modules/$kver"
+mkdir -p "$mods"
+for m in vfio-pci vfio_iommu_type1 xhci_pci e1000e e1000 virtio_pci virtio_blk ext4; do
+    deps="$(modprobe -d "$kdir" -S "$kver" --show-depends "$m")" ||
+        { echo "run-guest: cannot resolve module $m" >&2; exit 1; }
+    for ko in $(echo "$deps" | awk '$1 == "insmod" {print $2}'); do
+        rel="${ko#"$kdir/lib/modules/$kver/"}"
+        mkdir -p "$mods/$(dirname "$rel")"
+        cp "$ko" "$mods/$rel"
+    done
+done
+for f in modules.order modules.builtin modules.builtin.modinfo; do
+    [ -f "$kdir/lib/modules/$kver/$f" ] && cp "$kdir/lib/modules/$kver/$f" "$mods/"
+done
+depmod -b "$root" "$kver"
+
+# 2e. /init, the scenario and the helper library.
+cp "$scenario" "$root/scenario.sh"
+cp "$here/lib.sh" "$root/lib/vm-lib.sh"
+cat >"$root/init" <<'EOF'
+#!/bin/sh
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
+mount -t devtmpfs devtmpfs /dev
+exec </dev/null >/dev/console 2>&1
+echo VM-GUEST-START
+mkdir -p /dev/pts /dev/shm
+mount -t devpts devpts /dev/pts
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /tmp
+
+# The drivers the devices start on.
+for m in xhci_pci e1000e e1000 virtio_pci virtio_blk; do
+    modprobe "$m" || echo "init: modprobe $m failed"
+done
+# Wait (at most ~10 s) until each of them has bound at least one device.
+i=0
+while [ $i -lt 50 ]; do
+    n=0
+    for d in xhci_hcd e1000e e1000 virtio-pci; do
+        ls /sys/bus/pci/drivers/$d 2>/dev/null | grep -q '^0000:' && n=$((n + 1))
+    done
+    [ $n -eq 4 ] && break
+    sleep 0.2
+    i=$((i + 1))
+done
+[ $n -eq 4 ] || echo "init: only $n of 4 host drivers bound"
+
+cd /
+code=0
+sh /scenario.sh || code=$?
+echo "VM-SCENARIO-EXIT $code"
+sync
+poweroff -f
+EOF
+chmod 755 "$root/init" "$root/scenario.sh"
+(cd "$root" && find . | cpio --quiet -o -H newc -R 0:0) >"$work/initramfs.cpio"
+
+# 3. The disk for virtio-blk, and the guest.
+truncate -s 16M "$work/disk.img"
+mkfs.ext4 -q -F "$work/disk.img"
+
+append="console=ttyS0 panic=-1 quiet"
+iommu_dev=()
+if [ $iommu = 1 ]; then
+    append="console=ttyS0 intel_iommu=on panic=-1 quiet"
+    iommu_dev=(-device intel-iommu,intremap=off)
+fi
+
+rc=0
+timeout 300 qemu-system-x86_64 -accel tcg -M q35 -m 768 -smp 1 -nographic -no-reboot \
+    -kernel "$vmlinuz" -initrd "$work/initramfs.cpio" -append "$append" \
+    "${iommu_dev[@]}" \
+    -device pcie-root-port,id=rp1,chassis=1,slot=1 \
+    -device qemu-xhci,bus=rp1,addr=0.0,multifunction=on \
+    -netdev user,id=n0,restrict=on -device e1000e,bus=rp1,addr=0.1,netdev=n0 \
+    -device pcie-root-port,id=rp2,chassis=2,slot=2 \
+    -netdev user,id=n1,restrict=on -device e1000e,bus=rp2,netdev=n1 \
+    -device pcie-root-port,id=rp3,chassis=3,slot=3 \
+    -device pcie-pci-bridge,id=br1,bus=rp3 \
+    -netdev user,id=n2,restrict=on -device e1000,bus=br1,addr=1.0,netdev=n2 \
+    -netdev user,id=n3,restrict=on -device e1000,bus=br1,addr=2.0,netdev=n3 \
+    -device pcie-root-port,id=rp4,chassis=4,slot=4 \
+    -drive file="$work/disk.img",if=none,format=raw,id=d0 \
+    -device virtio-blk-pci,bus=rp4,drive=d0,disable-legacy=on \
+    </dev/null >"$logfile" 2>&1 || rc=$?
+
+# 4. Verdict.
+if [ $rc = 124 ]; then
+    echo "run-guest: qemu timed out after 300 s" >&2
+elif grep -aqE 'VM-SCENARIO-EXIT 0[[:space:]]*$' "$logfile"; then
+    exit 0
+fi
+grep -aq 'VM-SCENARIO-EXIT' "$logfile" || echo "run-guest: no VM-SCENARIO-EXIT line (qemu rc $rc)" >&2
+echo "run-guest: scenario failed; last lines of $logfile:" >&2
+tail -n 40 "$logfile" >&2
+exit 1

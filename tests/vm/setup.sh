@@ -1,0 +1,52 @@
+#!/bin/bash
+# Install everything the real-kernel tests need on a Debian 12 machine, and cache the
+# guest kernel. Idempotent; safe to run before every test run.
+#
+#   - Debian packages: qemu-system-x86 (the guest), busybox-static (its userland),
+#     kmod (depmod for the guest's modules.dep), cpio (the initramfs).
+#   - The kernel that Debian's linux-image-amd64 depends on, downloaded with
+#     `apt-get download` and unpacked into the cache (no install on this machine).
+#
+# Cache: $VFIO_BIND_VM_CACHE (default ~/.cache/vfio-bind-vm). Prints the kernel dir.
+set -euo pipefail
+
+cache="${VFIO_BIND_VM_CACHE:-$HOME/.cache/vfio-bind-vm}"
+mkdir -p "$cache"
+
+need=()
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+[ -x /bin/busybox ] || need+=(busybox-static)
+command -v depmod >/dev/null || need+=(kmod)
+command -v cpio >/dev/null || need+=(cpio)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "setup: installing ${need[*]}" >&2
+    if [ "$(id -u)" != 0 ]; then
+        echo "setup: need root to install ${need[*]}" >&2
+        exit 1
+    fi
+    apt-get update -q >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >&2
+fi
+
+# Which kernel package does linux-image-amd64 pull in? Reuse any cached one when the
+# package index is unavailable.
+pkg="$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')"
+if [ -z "$pkg" ]; then
+    apt-get update -q >&2
+    pkg="$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')"
+fi
+[ -n "$pkg" ] || { echo "setup: cannot resolve the kernel package of linux-image-amd64" >&2; exit 1; }
+
+kdir="$cache/$pkg"
+if [ ! -f "$kdir/.complete" ]; then
+    echo "setup: downloading $pkg" >&2
+    rm -rf "$kdir" "$cache/dl"
+    mkdir -p "$cache/dl"
+    (cd "$cache/dl" && apt-get download -q "$pkg" >&2)
+    dpkg-deb -x "$cache"/dl/*.deb "$kdir"
+    rm -rf "$cache/dl"
+    ver="$(ls "$kdir/lib/modules")"
+    depmod -b "$kdir" "$ver"
+    touch "$kdir/.complete"
+fi
+echo "$kdir"
