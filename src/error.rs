@@ -12,10 +12,10 @@ use crate::sysfs::ReadError;
 pub enum Error {
     /// The config cannot be read or is invalid (exit 2).
     #[error("invalid configuration: {0}")]
-    Config(#[from] ConfigError),
+    Config(ConfigError),
     /// The config contradicts itself on this host (exit 2).
     #[error("invalid configuration: {0}")]
-    Plan(#[from] PlanError),
+    Plan(PlanError),
     /// sysfs could not be read (exit 1).
     #[error("cannot read the host's PCI devices")]
     Host(#[from] ReadError),
@@ -39,5 +39,19 @@ impl Error {
             Error::Config(_) | Error::Plan(_) => 2,
             Error::Host(_) | Error::NoIommu { .. } => 1,
         }
+    }
+}
+
+// Written out (not `#[from]`) so the config error is not also reported as a cause: its
+// message already is the whole story (file:line:column: what is wrong).
+impl From<ConfigError> for Error {
+    fn from(e: ConfigError) -> Self {
+        Error::Config(e)
+    }
+}
+
+impl From<PlanError> for Error {
+    fn from(e: PlanError) -> Self {
+        Error::Plan(e)
     }
 }

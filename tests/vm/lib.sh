@@ -8,7 +8,19 @@
 #   snapshot_drivers FILE       one line "bdf driver override" per PCI device
 #   expect_eq NAME ACTUAL WANT  prints "ok - NAME" or "not ok - NAME (got X, want Y)"
 #   check NAME CMD...           ok when CMD succeeds
+#   unchanged NAME BEFORE AFTER [BDF...]  ok when two snapshots agree on every device
+#                               except the BDFs listed
 #   finish                      prints "VM-CHECKS passed=P failed=F"; exit 1 if F > 0
+
+# The fixed guest topology (see run-guest.sh).
+VGA=0000:00:01.0      # std VGA, boot_vga=1
+XHCI=0000:01:00.0     # qemu-xhci, shares a group with E_SIB
+E_SIB=0000:01:00.1    # e1000e, second function of the xhci's slot
+E_LONE=0000:02:00.0   # e1000e alone in its group
+BRIDGE=0000:03:00.0   # pcie-pci-bridge, in a group with E1 and E2
+E1=0000:04:01.0       # e1000 behind the bridge
+E2=0000:04:02.0       # e1000 behind the bridge
+BLK=0000:05:00.0      # virtio-blk (/dev/vda), alone
 
 VM_PASSED=0
 VM_FAILED=0
@@ -91,4 +103,16 @@ finish() {
     echo "VM-CHECKS passed=$VM_PASSED failed=$VM_FAILED"
     [ "$VM_FAILED" -eq 0 ] || exit 1
     exit 0
+}
+
+unchanged() {
+    _name="$1" _a="$2" _b="$3"
+    shift 3
+    _pat='^$'
+    for _x in "$@"; do _pat="$_pat|^$_x "; done
+    if grep -Ev "$_pat" "$_a" >/tmp/.u1 && grep -Ev "$_pat" "$_b" >/tmp/.u2 && cmp -s /tmp/.u1 /tmp/.u2; then
+        _vm_ok "$_name"
+    else
+        _vm_not_ok "$_name" "drivers changed: $(diff /tmp/.u1 /tmp/.u2 | grep '^[-+]0' | tr '\n' ' ')"
+    fi
 }

@@ -1,0 +1,80 @@
+//! Real-kernel tests: each scenario in `tests/vm/scenarios/` runs inside a QEMU guest
+//! (TCG, q35 + emulated Intel IOMMU, Debian's kernel) where the kernel binds for real.
+//! `tests/vm/run-guest.sh` installs what it needs (Debian packages, the kernel) on first
+//! use. These tests are never skipped: when the guest cannot run, they fail.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn run_scenario(name: &str) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let logs = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("vm-logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let log = logs.join(format!("{name}.log"));
+    let status = Command::new(repo.join("tests/vm/run-guest.sh"))
+        .arg(env!("CARGO_BIN_EXE_vfio-bind"))
+        .arg(repo.join(format!("tests/vm/scenarios/{name}.sh")))
+        .arg(&log)
+        .status()
+        .expect("cannot run tests/vm/run-guest.sh");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let checks: Vec<&str> = text
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| l.starts_with("ok - ") || l.starts_with("not ok - "))
+        .collect();
+    let summary = text
+        .lines()
+        .find(|l| l.starts_with("VM-CHECKS "))
+        .map(|l| l.trim_end_matches('\r').to_string());
+    assert!(
+        status.success(),
+        "scenario {name} failed in the guest (log {}):\n{}",
+        log.display(),
+        checks.join("\n")
+    );
+    assert!(
+        !checks.is_empty() && checks.iter().all(|c| c.starts_with("ok - ")),
+        "scenario {name}: checks {checks:?}"
+    );
+    assert!(
+        summary.as_deref().is_some_and(|s| s.ends_with(" failed=0")),
+        "scenario {name}: no clean VM-CHECKS line ({summary:?})"
+    );
+    eprintln!("scenario {name}: {} checks passed in the guest", checks.len());
+}
+
+#[test]
+fn vm_smoke_topology_and_raw_bind() {
+    run_scenario("smoke");
+}
+
+#[test]
+fn vm_device_alone_in_its_group_and_second_apply_is_noop() {
+    run_scenario("alone");
+}
+
+#[test]
+fn vm_multifunction_group_expanded_from_one_id() {
+    run_scenario("multifunction");
+}
+
+#[test]
+fn vm_group_behind_pcie_to_pci_bridge_bridge_untouched() {
+    run_scenario("bridge");
+}
+
+#[test]
+fn vm_node_ownership_from_names() {
+    run_scenario("ownership");
+}
+
+#[test]
+fn vm_broken_config_exits_2_and_changes_nothing() {
+    run_scenario("broken-config");
+}
+
+#[test]
+fn vm_boot_vga_refused() {
+    run_scenario("boot-vga");
+}
