@@ -41,7 +41,10 @@ fn run_scenario(name: &str) {
         summary.as_deref().is_some_and(|s| s.ends_with(" failed=0")),
         "scenario {name}: no clean VM-CHECKS line ({summary:?})"
     );
-    eprintln!("scenario {name}: {} checks passed in the guest", checks.len());
+    eprintln!(
+        "scenario {name}: {} checks passed in the guest",
+        checks.len()
+    );
 }
 
 #[test]

@@ -1,0 +1,372 @@
+//! The real binary on generated sysfs trees (`--root`): list, status, check, dry runs and
+//! no-op applies on several IOMMU-group shapes, and the errors a user can hit.
+
+mod common;
+
+use common::{dev, q35, Dev, Tree};
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Replace the temp root in output so snapshots are stable.
+fn scrub(t: &Tree, s: &str) -> String {
+    s.replace(&t.root().display().to_string(), "[ROOT]")
+}
+
+#[test]
+fn list_shows_every_group_with_ids_class_and_driver() {
+    let t = q35();
+    t.set_override("0000:02:00.0", "vfio-pci");
+    let o = t.run(&["list"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    insta::assert_snapshot!("list_q35", stdout(&o));
+}
+
+#[test]
+fn check_prints_plan_for_each_group_shape() {
+    let t = q35();
+    t.config(
+        r#"user = "0"
+mode = "0660"
+
+[[device]]
+id = "1b36:000d"          # multifunction slot: the e1000e function comes along
+
+[[device]]
+address = "04:02.0"        # behind a PCIe-to-PCI bridge: bridge untouched
+
+[[device]]
+address = "0000:02:00.0"   # alone in its group
+
+[[device]]
+id = "10de:1c03"           # not on this host: a warning
+"#,
+    );
+    let before = t.state();
+    let o = t.run(&["check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    insta::assert_snapshot!("check_q35", scrub(&t, &stdout(&o)));
+    assert_eq!(before, t.state(), "check wrote something");
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_writes_nothing() {
+    let t = q35();
+    t.config("[[device]]\naddress = \"04:01.0\"\n");
+    let before = t.state();
+    let o = t.run(&["apply", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("IOMMU group 9: will be bound"), "{out}");
+    assert!(
+        out.contains("0000:03:00.0 [1b36:000e] PCI bridge: bridge, untouched (no driver)"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "0000:04:01.0 [8086:100e] Ethernet controller: e1000 -> vfio-pci  (device[1])"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "0000:04:02.0 [8086:100e] Ethernet controller: e1000 -> vfio-pci  (shares the group)"
+        ),
+        "{out}"
+    );
+    assert_eq!(before, t.state(), "--dry-run wrote something");
+}
+
+#[test]
+fn dry_run_of_refused_boot_vga_exits_1() {
+    let t = q35();
+    t.config("[[device]]\naddress = \"00:01.0\"\n");
+    let before = t.state();
+    let o = t.run(&["apply", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("refused: 0000:00:01.0 is the boot VGA device"),
+        "{}",
+        stdout(&o)
+    );
+    t.config("[[device]]\naddress = \"00:01.0\"\nallow_boot_vga = true\n");
+    let o = t.run(&["apply", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_eq!(before.len(), t.state().len());
+}
+
+/// A host where the configured groups are already on vfio-pci with the override set and
+/// the node as configured.
+fn bound() -> Tree {
+    let t = Tree::new();
+    t.device(dev(
+        "0000:01:00.0",
+        "10de:1c03",
+        0x030000,
+        Some("vfio-pci"),
+        1,
+    ))
+    .device(dev(
+        "0000:01:00.1",
+        "10de:10f1",
+        0x040300,
+        Some("vfio-pci"),
+        1,
+    ))
+    .device(dev(
+        "0000:00:01.0",
+        "8086:1901",
+        0x060400,
+        Some("pcieport"),
+        1,
+    ))
+    .device(dev(
+        "0000:02:00.0",
+        "1b21:2142",
+        0x0c0330,
+        Some("xhci_hcd"),
+        2,
+    ))
+    .set_override("0000:01:00.0", "vfio-pci")
+    .set_override("0000:01:00.1", "vfio-pci")
+    .node(1);
+    let uid = nix::unistd::getuid().as_raw();
+    let gid = nix::unistd::getgid().as_raw();
+    t.config(&format!(
+        "user = {uid}\ngroup = {gid}\nmode = \"0640\"\n[[device]]\nid = \"10de:1c03\"\n"
+    ));
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(t.path("dev/vfio/1"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    t
+}
+
+#[test]
+fn status_reports_bound_group_and_node() {
+    let t = bound();
+    let o = t.run(&["status"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("IOMMU group 1: bound\n"), "{out}");
+    assert!(
+        out.contains(
+            "0000:00:01.0 [8086:1901] PCI bridge: bridge, driver pcieport  (shares the group)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "0000:01:00.0 [10de:1c03] VGA compatible controller: driver vfio-pci  (device[1])"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("0000:01:00.1 [10de:10f1] Audio device: driver vfio-pci  (shares the group)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("/dev/vfio/1: ") && out.contains(" 0640  (configured: "),
+        "{out}"
+    );
+}
+
+#[test]
+fn status_exits_1_when_not_bound() {
+    let t = bound();
+    t.config("[[device]]\nid = \"1b21:2142\"\n");
+    let o = t.run(&["status"]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(
+        out.contains("IOMMU group 2: not bound (1 of 1 members to change)"),
+        "{out}"
+    );
+    assert!(out.contains("driver xhci_hcd, wants vfio-pci"), "{out}");
+    assert!(out.contains("/dev/vfio/2: absent"), "{out}");
+}
+
+#[test]
+fn apply_on_bound_host_is_a_noop() {
+    let t = bound();
+    let before = t.state();
+    let o = t.run(&["apply"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o)
+            .contains("2 devices in 1 IOMMU group on vfio-pci (already in place, nothing changed)"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(before, t.state(), "no-op apply wrote something");
+}
+
+#[test]
+fn apply_fixes_node_mode_only() {
+    let t = bound();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(t.path("dev/vfio/1"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let o = t.run(&["apply"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let mode = std::fs::metadata(t.path("dev/vfio/1"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7777, 0o640);
+}
+
+#[test]
+fn missing_driver_under_root_is_an_error_and_writes_nothing() {
+    let t = q35();
+    t.config("[[device]]\naddress = \"02:00.0\"\n");
+    let before = t.state();
+    let o = t.run(&["apply"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("driver vfio-pci is not available"), "{err}");
+    assert!(
+        err.contains("not loading kernel modules under --root"),
+        "{err}"
+    );
+    assert_eq!(before, t.state());
+}
+
+#[test]
+fn no_iommu_gives_one_clear_error() {
+    let t = Tree::new();
+    t.device(Dev::no_group(
+        "0000:00:02.0",
+        "8086:3e92",
+        0x030000,
+        Some("i915"),
+    ));
+    t.config("[[device]]\naddress = \"00:02.0\"\n");
+    for args in [&["list"][..], &["apply"], &["check"], &["status"]] {
+        let o = t.run(args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let err = stderr(&o);
+        assert!(err.contains("no IOMMU groups in"), "{err}");
+        assert!(err.contains("intel_iommu=on"), "{err}");
+        assert!(err.contains("VT-d"), "{err}");
+        assert_eq!(
+            err.matches("error:").count(),
+            1,
+            "one error, not a stack: {err}"
+        );
+    }
+}
+
+#[test]
+fn config_errors_exit_2_with_position_and_touch_nothing() {
+    let t = q35();
+    let cases = [
+        ("[[device]]\naddress = \"02:00.0\"\nallow_boot_gva = true\n", "etc/vfio-bind.toml:3:1: unknown field `allow_boot_gva`"),
+        ("[[device]]\naddress = \"02:00.0\"\nid = \"8086:10d3\"\n", "etc/vfio-bind.toml:3:6: a [[device]] entry takes exactly one"),
+        ("[[device]]\nid = \"8086:10d\"\n", "etc/vfio-bind.toml:2:6: invalid PCI ID \"8086:10d\""),
+        ("mode = \"rw\"\n", "etc/vfio-bind.toml:1:8: invalid mode \"rw\""),
+        ("group = \"no-such-group-here\"\n", "etc/vfio-bind.toml:1:9: unknown group \"no-such-group-here\""),
+        ("[[device]]\n", "etc/vfio-bind.toml:1:1: a [[device]] entry needs"),
+        // Two entries in one group asking for different owners: found at plan time,
+        // still a config error before anything is touched.
+        ("[[device]]\naddress = \"01:00.0\"\nuser = 0\n[[device]]\naddress = \"01:00.1\"\nuser = 1\n", "etc/vfio-bind.toml:4:1: /dev/vfio/7: this entry asks for owner 1"),
+    ];
+    for (text, want) in cases {
+        t.config(text);
+        let before = t.state();
+        for args in [&["apply"][..], &["check"], &["apply", "--dry-run"]] {
+            let o = t.run(args);
+            assert_eq!(
+                o.status.code(),
+                Some(2),
+                "{args:?} {text:?}: {}",
+                stderr(&o)
+            );
+            let err = scrub(&t, &stderr(&o));
+            assert!(err.contains(&format!("[ROOT]/{want}")), "{text:?}: {err}");
+            assert!(stdout(&o).is_empty());
+        }
+        assert_eq!(before, t.state());
+    }
+}
+
+#[test]
+fn dropins_merge_in_lexical_order() {
+    let t = q35();
+    t.config("mode = \"0600\"\n[[device]]\naddress = \"02:00.0\"\n");
+    t.dropin("20-late.toml", "mode = \"0660\"\n");
+    t.dropin(
+        "10-early.toml",
+        "mode = \"0640\"\n[[device]]\nid = \"1b36:000d\"\n",
+    );
+    t.dropin("notes.txt", "ignored = true\n");
+    let o = t.run(&["check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = scrub(&t, &stdout(&o));
+    let files: Vec<&str> = out.lines().filter(|l| l.starts_with("config: ")).collect();
+    assert_eq!(
+        files,
+        [
+            "config: [ROOT]/etc/vfio-bind.toml",
+            "config: [ROOT]/etc/vfio-bind.d/10-early.toml",
+            "config: [ROOT]/etc/vfio-bind.d/20-late.toml"
+        ]
+    );
+    assert_eq!(out.matches("/dev/vfio/").count(), 2, "{out}");
+    assert!(
+        out.contains("/dev/vfio/7: mode 0660") && out.contains("/dev/vfio/8: mode 0660"),
+        "{out}"
+    );
+}
+
+#[test]
+fn explicit_config_path_and_env_root() {
+    let t = q35();
+    let cfg = t.path("my.toml");
+    std::fs::write(&cfg, "[[device]]\naddress = \"02:00.0\"\n").unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_vfio-bind"))
+        .env("VFIO_BIND_ROOT", t.root())
+        .env_remove("JOURNAL_STREAM")
+        .args(["--config", cfg.to_str().unwrap(), "check"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("IOMMU group 8: will be bound"));
+    let o = t.run(&["--config", "/nonexistent/vfio-bind.toml", "check"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("cannot read /nonexistent/vfio-bind.toml"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn required_entry_that_matches_nothing_fails() {
+    let t = q35();
+    t.config("[[device]]\nid = \"10de:1c03\"\n");
+    let o = t.run(&["apply"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains(
+        "warning: [ROOT]"
+            .replace("[ROOT]", &t.root().display().to_string())
+            .as_str()
+    ));
+    t.config("[[device]]\nid = \"10de:1c03\"\nrequired = true\n");
+    let o = t.run(&["apply"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("error: ") && stderr(&o).contains("id 10de:1c03 matches no PCI device"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let t = q35();
+    assert_eq!(t.run(&["frobnicate"]).status.code(), Some(2));
+    assert_eq!(t.run(&["apply", "--bogus"]).status.code(), Some(2));
+}
