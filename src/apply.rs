@@ -25,6 +25,7 @@ use thiserror::Error;
 use crate::config::Ownership;
 use crate::pci::PciAddress;
 use crate::plan::{Action, GroupPlan, MemberPlan, Plan};
+use crate::state::{Record, State, StateError};
 use crate::sysfs::{self, Root};
 
 /// Timeouts for the waits apply does.
@@ -108,6 +109,18 @@ pub enum ApplyError {
         path: PathBuf,
         /// What went wrong (with errno where there is one).
         message: String,
+    },
+    /// The state file could not be written; the group was not touched (or was rolled
+    /// back).
+    #[error("{0}")]
+    State(#[from] StateError),
+    /// After release the device is still on a vfio driver.
+    #[error("{device}: still on {driver} after release (is {driver} claiming it by ID, e.g. a vfio-pci ids= module option?)")]
+    StillVfio {
+        /// The device.
+        device: PciAddress,
+        /// The vfio driver it is on.
+        driver: String,
     },
     /// The plan refused the group (see the refusals).
     #[error("group {group} refused: {reasons}")]
@@ -340,7 +353,7 @@ fn set_node(root: &Root, group: u32, want: &Ownership, opts: &Options) -> Result
 
 /// Apply one group: bind every non-bridge member, set the node's ownership, or roll back
 /// the members changed in this run.
-pub fn apply_group(root: &Root, g: &GroupPlan, opts: &Options) -> GroupOutcome {
+pub fn apply_group(root: &Root, g: &GroupPlan, state: &mut State, opts: &Options) -> GroupOutcome {
     let mut out = GroupOutcome {
         group: g.group,
         changed: Vec::new(),
@@ -364,7 +377,6 @@ pub fn apply_group(root: &Root, g: &GroupPlan, opts: &Options) -> GroupOutcome {
         });
         return out;
     }
-    let mut result = Ok(());
     let mut drivers: Vec<&str> = g
         .members
         .iter()
@@ -374,10 +386,46 @@ pub fn apply_group(root: &Root, g: &GroupPlan, opts: &Options) -> GroupOutcome {
     drivers.dedup();
     for d in drivers {
         if let Err(e) = ensure_driver(root, d, opts.bind_timeout) {
-            result = Err(e);
-            break;
+            log::error!(VFIO_BIND_GROUP = g.group, VFIO_BIND_DRIVER = d, VFIO_BIND_ACTION = "fail"; "group {}: {e}", g.group);
+            out.result = Err(e);
+            return out;
         }
     }
+    // Write-ahead: record every member about to change, with what it has now, before
+    // the first write; a crash mid-group then leaves a record `release` can undo.
+    let mut intents = Vec::new();
+    for m in g.members.iter().filter(|m| m.action.writes()) {
+        let target = m.action.target().expect("writes have a target").to_string();
+        let record = match state.get(m.address) {
+            Some(r) => Record {
+                driver: target,
+                group: g.group,
+                ..r.clone()
+            },
+            None => {
+                intents.push(m.address);
+                Record {
+                    driver: target,
+                    group: g.group,
+                    previous_driver: m.driver.clone(),
+                    previous_override: m.driver_override.clone(),
+                }
+            }
+        };
+        state.insert(m.address, record);
+    }
+    let needs_save = g.members.iter().any(|m| m.action.writes());
+    let mut result = match if needs_save { state.save(root) } else { Ok(()) } {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            // Nothing written to sysfs yet: forget the intents again.
+            for a in &intents {
+                state.remove(*a);
+            }
+            out.result = Err(e.into());
+            return out;
+        }
+    };
     if result.is_ok() {
         for m in g.members.iter().filter(|m| m.action.writes()) {
             out.changed.push(m.address);
@@ -409,22 +457,181 @@ pub fn apply_group(root: &Root, g: &GroupPlan, opts: &Options) -> GroupOutcome {
                 .iter()
                 .find(|m| m.address == *addr)
                 .expect("member");
-            if let Err(re) = restore_member(root, m, opts) {
-                log::error!(VFIO_BIND_GROUP = g.group, VFIO_BIND_ADDRESS = addr.to_string().as_str(), VFIO_BIND_ACTION = "rollback";
-                    "group {}: rollback of {addr} failed: {re}", g.group);
-                out.rollback_errors.push(re);
+            match restore_member(root, m, opts) {
+                Ok(()) => {
+                    if intents.contains(addr) {
+                        state.remove(*addr);
+                    }
+                }
+                // Keep the record: `release` can finish the job later.
+                Err(re) => {
+                    log::error!(VFIO_BIND_GROUP = g.group, VFIO_BIND_ADDRESS = addr.to_string().as_str(), VFIO_BIND_ACTION = "rollback";
+                        "group {}: rollback of {addr} failed: {re}", g.group);
+                    out.rollback_errors.push(re);
+                }
             }
+        }
+        // Members never reached keep nothing to undo.
+        for a in &intents {
+            if !out.changed.contains(a) {
+                state.remove(*a);
+            }
+        }
+        if let Err(se) = state.save(root) {
+            log::error!(VFIO_BIND_GROUP = g.group; "group {}: {se}", g.group);
+            out.rollback_errors.push(se.into());
         }
         out.result = Err(e);
     }
     out
 }
 
-/// Apply every group of the plan, in order; a failed or refused group does not stop the
-/// others.
-pub fn apply(root: &Root, plan: &Plan, opts: &Options) -> Vec<GroupOutcome> {
-    plan.groups
+/// What happened to one device being released.
+#[derive(Debug)]
+pub struct ReleaseOutcome {
+    /// The device.
+    pub address: PciAddress,
+    /// The driver it ended on, or why it could not be released.
+    pub result: Result<Option<String>, ApplyError>,
+}
+
+/// Give a device back to its host driver: restore `driver_override` (the recorded one,
+/// or none), unbind it from its vfio driver, write it to `drivers_probe`, and verify.
+/// With a `record`, the device must end on the recorded previous driver (loaded with
+/// `modprobe` on the real host when missing). Without one (a device vfio-bind did not
+/// bind, named explicitly), any non-vfio driver, or none, is accepted; on the real host
+/// the module matching the device's `modalias` is loaded first.
+///
+/// Errors: [`ApplyError::Write`] naming the file and errno, [`ApplyError::Verify`] when
+/// the previous driver does not come back in time, [`ApplyError::StillVfio`].
+pub fn release_device(
+    root: &Root,
+    addr: PciAddress,
+    record: Option<&Record>,
+    opts: &Options,
+) -> Result<Option<String>, ApplyError> {
+    let dev = addr.to_string();
+    let dir = root.device_dir(addr);
+    let read = |root: &Root| {
+        sysfs::current_driver(root, addr).map_err(|source| ApplyError::Read {
+            device: addr,
+            source,
+        })
+    };
+    let now = read(root)?;
+    if record.is_none() && !now.as_deref().is_some_and(|d| d.contains("vfio")) {
+        let ovr = sysfs::read_override(root, addr).map_err(|source| ApplyError::Read {
+            device: addr,
+            source,
+        })?;
+        if ovr.as_deref().is_some_and(|o| o.contains("vfio")) {
+            write_attr(&dev, &dir.join("driver_override"), "\n")?;
+        }
+        return Ok(now);
+    }
+    let want = record.and_then(|r| r.previous_driver.clone());
+    let prev_override = record
+        .and_then(|r| r.previous_override.clone())
+        .unwrap_or_else(|| "\n".into());
+    write_attr(&dev, &dir.join("driver_override"), &prev_override)?;
+    if record.is_some() && now == want {
+        return Ok(now);
+    }
+    if now.is_some() {
+        write_attr(&dev, &dir.join("driver").join("unbind"), &dev)?;
+    }
+    match want.as_deref() {
+        Some(w) => {
+            if root.is_host() {
+                ensure_driver(root, w, opts.bind_timeout)?;
+            }
+        }
+        None => {
+            if root.is_host() {
+                load_modalias(root, addr);
+            }
+        }
+    }
+    write_attr(&dev, &root.path("/sys/bus/pci/drivers_probe"), &dev)?;
+    let end = match want.as_deref() {
+        Some(w) => {
+            if let Err(e) = wait_driver(root, addr, Some(w), opts.bind_timeout) {
+                // drivers_probe may have found another driver first, or none: bind
+                // the recorded one explicitly if the device is free.
+                if read(root)?.is_some() || !root.driver_dir(w).is_dir() {
+                    return Err(e);
+                }
+                write_attr(&dev, &root.driver_dir(w).join("bind"), &dev)?;
+                wait_driver(root, addr, Some(w), opts.bind_timeout)?;
+            }
+            Some(w.to_string())
+        }
+        None => read(root)?,
+    };
+    if let Some(d) = end.as_deref().filter(|d| d.contains("vfio")) {
+        return Err(ApplyError::StillVfio {
+            device: addr,
+            driver: d.to_string(),
+        });
+    }
+    let shown = end.as_deref().unwrap_or("no driver");
+    log::info!(VFIO_BIND_ADDRESS = dev.as_str(), VFIO_BIND_DRIVER = end.as_deref().unwrap_or(""), VFIO_BIND_ACTION = "release";
+        "{dev}: released to {shown}");
+    Ok(end)
+}
+
+/// Load the module for a device's `modalias` (best effort, real host only), so a device
+/// claimed before its host driver was ever loaded can get one on release.
+fn load_modalias(root: &Root, addr: PciAddress) {
+    let Ok(alias) = fs::read_to_string(root.device_dir(addr).join("modalias")) else {
+        return;
+    };
+    let alias = alias.trim();
+    let out = Command::new("modprobe")
+        .args(["-q", "-b", "--", alias])
+        .stdin(Stdio::null())
+        .output();
+    if let Err(e) = out {
+        log::debug!("{addr}: modprobe {alias}: {e}");
+    }
+}
+
+/// Release the devices of `plan.releases` (no longer configured), then apply every
+/// group, in order, recording in `state` (saved after each step) what was bound. A failed
+/// or refused group does not stop the others.
+pub fn apply(
+    root: &Root,
+    plan: &Plan,
+    state: &mut State,
+    opts: &Options,
+) -> (Vec<ReleaseOutcome>, Vec<GroupOutcome>) {
+    let mut released = Vec::new();
+    for r in &plan.releases {
+        let result = if r.present {
+            release_device(root, r.address, Some(&r.record), opts)
+        } else {
+            log::warn!(VFIO_BIND_ADDRESS = r.address.to_string().as_str(), VFIO_BIND_ACTION = "forget";
+                "{}: bound earlier but no longer present; forgetting it", r.address);
+            Ok(None)
+        };
+        let result = result.and_then(|d| {
+            state.remove(r.address);
+            state.save(root)?;
+            Ok(d)
+        });
+        if let Err(e) = &result {
+            log::error!(VFIO_BIND_ADDRESS = r.address.to_string().as_str(), VFIO_BIND_ACTION = "release";
+                "{e}");
+        }
+        released.push(ReleaseOutcome {
+            address: r.address,
+            result,
+        });
+    }
+    let groups = plan
+        .groups
         .iter()
-        .map(|g| apply_group(root, g, opts))
-        .collect()
+        .map(|g| apply_group(root, g, state, opts))
+        .collect();
+    (released, groups)
 }

@@ -19,6 +19,12 @@ pub enum Error {
     /// sysfs could not be read (exit 1).
     #[error("cannot read the host's PCI devices")]
     Host(#[from] ReadError),
+    /// The state file or the lock failed (exit 1).
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    /// A bad command-line argument found after parsing (exit 2).
+    #[error("{0}")]
+    Usage(String),
     /// No IOMMU groups: VFIO cannot work on this host (exit 1).
     #[error(
         "no IOMMU groups in {path}: the IOMMU is off, so no device can be passed through.\n\
@@ -36,8 +42,8 @@ impl Error {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config(_) | Error::Plan(_) => 2,
-            Error::Host(_) | Error::NoIommu { .. } => 1,
+            Error::Config(_) | Error::Plan(_) | Error::Usage(_) => 2,
+            Error::Host(_) | Error::NoIommu { .. } | Error::State(_) => 1,
         }
     }
 }

@@ -27,6 +27,10 @@ struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
 
+    /// How long to wait for another vfio-bind run to finish, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 30_000, global = true)]
+    lock_timeout: u64,
+
     /// Less output (warnings and errors only).
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
@@ -49,6 +53,20 @@ enum Command {
     List,
     /// Validate the config and resolve it on this host; writes nothing.
     Check,
+    /// Give devices bound by vfio-bind back to the drivers they had.
+    Release {
+        /// PCI addresses to release (with the recorded devices of their IOMMU groups);
+        /// a device vfio-bind did not bind is released only when named here.
+        #[arg(
+            value_name = "ADDR",
+            required_unless_present = "all",
+            conflicts_with = "all"
+        )]
+        addresses: Vec<String>,
+        /// Release every device vfio-bind bound.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -69,12 +87,14 @@ fn main() -> ExitCode {
         root,
         config,
         options: Default::default(),
+        lock_timeout: std::time::Duration::from_millis(cli.lock_timeout),
     };
     let result = match cli.command {
         Command::Apply { dry_run } => cmd::apply::run(&ctx, dry_run),
         Command::Status => cmd::status::run(&ctx),
         Command::List => cmd::list::run(&ctx),
         Command::Check => cmd::check::run(&ctx),
+        Command::Release { addresses, all } => cmd::release::run(&ctx, &addresses, all),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -15,6 +15,7 @@ use thiserror::Error;
 
 use crate::config::{Config, Entry, Origin, Ownership, Selector};
 use crate::pci::{ClassCode, PciAddress, PciId};
+use crate::state::Record;
 use crate::sysfs::Host;
 
 /// A plan that cannot be made because the config contradicts itself on this host.
@@ -138,9 +139,25 @@ pub struct Problem {
     pub error: bool,
 }
 
+/// A device vfio-bind bound earlier that the config no longer names: `apply` gives it
+/// back to the driver it had (reload convergence).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleasePlan {
+    /// The device.
+    pub address: PciAddress,
+    /// What vfio-bind recorded when it bound the device.
+    pub record: Record,
+    /// Its driver now; `None` also when the device is gone.
+    pub driver: Option<String>,
+    /// False when the device is no longer on the host (its record is just dropped).
+    pub present: bool,
+}
+
 /// The whole plan.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
+    /// Devices to release first, by address.
+    pub releases: Vec<ReleasePlan>,
     /// Groups to bind, in group-number order.
     pub groups: Vec<GroupPlan>,
     /// Entries that matched nothing (warnings, or errors when `required`), devices with no
@@ -279,6 +296,14 @@ pub fn plan(config: &Config, host: &Host) -> Result<Plan, PlanError> {
                     (false, _) => Action::Bind { driver },
                 }
             };
+            if action.writes() {
+                for u in host.uses.get(addr).into_iter().flatten() {
+                    refusals.push(Refusal {
+                        member: addr.to_string(),
+                        reason: u.to_string(),
+                    });
+                }
+            }
             if dev.boot_vga && action.writes() && !allow_boot_vga {
                 refusals.push(Refusal {
                     member: addr.to_string(),
@@ -305,6 +330,23 @@ pub fn plan(config: &Config, host: &Host) -> Result<Plan, PlanError> {
             refusals,
             ownership,
         });
+    }
+
+    // Reload convergence: what vfio-bind bound earlier and no planned group holds now.
+    for (address, record) in host.state.records() {
+        let planned = plan
+            .groups
+            .iter()
+            .any(|g| g.members.iter().any(|m| m.address == address));
+        if !planned {
+            let dev = host.devices.get(&address);
+            plan.releases.push(ReleasePlan {
+                address,
+                record: record.clone(),
+                driver: dev.and_then(|d| d.driver.clone()),
+                present: dev.is_some(),
+            });
+        }
     }
     Ok(plan)
 }
@@ -373,8 +415,21 @@ fn merge_ownership(group: u32, entries: &[&Entry]) -> Result<Ownership, PlanErro
 impl fmt::Display for Plan {
     /// The plan as `check` and `apply --dry-run` print it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.groups.is_empty() && self.problems.is_empty() {
+        if self.groups.is_empty() && self.problems.is_empty() && self.releases.is_empty() {
             return writeln!(f, "Nothing configured: no device will be bound.");
+        }
+        for r in &self.releases {
+            let back = r.record.previous_driver.as_deref().unwrap_or("no driver");
+            if r.present {
+                writeln!(
+                    f,
+                    "Release {}: no longer configured; {} -> {back}",
+                    r.address,
+                    r.driver.as_deref().unwrap_or("no driver")
+                )?;
+            } else {
+                writeln!(f, "Forget {}: bound earlier, no longer present", r.address)?;
+            }
         }
         for g in &self.groups {
             let verdict = if g.is_refused() {

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
-use crate::apply::GroupOutcome;
+use crate::apply::{GroupOutcome, ReleaseOutcome};
 use crate::plan::Plan;
 
 /// Plain `vfio-bind: ...` lines on stderr, for a terminal or a non-journal service manager.
@@ -69,7 +69,7 @@ pub fn notify_status(line: &str) {
 
 /// The one-line summary of an apply, e.g. `5 devices in 3 IOMMU groups on vfio-pci`,
 /// followed by failures (`; 1 group failed`).
-pub fn summary(plan: &Plan, outcomes: &[GroupOutcome]) -> String {
+pub fn summary(plan: &Plan, released: &[ReleaseOutcome], outcomes: &[GroupOutcome]) -> String {
     let mut devices = 0;
     let mut groups = 0;
     let mut drivers: Vec<&str> = Vec::new();
@@ -114,6 +114,17 @@ pub fn summary(plan: &Plan, outcomes: &[GroupOutcome]) -> String {
     }
     if refused > 0 {
         line.push_str(&format!("; {} refused", plural(refused, "group", "groups")));
+    }
+    let ok = released.iter().filter(|r| r.result.is_ok()).count();
+    let bad = released.len() - ok;
+    if ok > 0 {
+        line.push_str(&format!("; {} released", plural(ok, "device", "devices")));
+    }
+    if bad > 0 {
+        line.push_str(&format!(
+            "; {} failed to release",
+            plural(bad, "device", "devices")
+        ));
     }
     let errors = plan.problems.iter().filter(|p| p.error).count();
     if errors > 0 {

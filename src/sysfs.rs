@@ -133,6 +133,12 @@ pub struct Host {
     pub groups: BTreeMap<u32, IommuGroup>,
     /// Names of the PCI drivers registered (`/sys/bus/pci/drivers/*`).
     pub drivers: BTreeSet<String>,
+    /// What the host uses beneath each device (filled by the caller from
+    /// [`crate::inuse::read`]; empty after [`Host::read`]).
+    pub uses: crate::inuse::Uses,
+    /// What vfio-bind has bound (filled by the caller from [`crate::state::State::load`];
+    /// empty after [`Host::read`]).
+    pub state: crate::state::State,
 }
 
 impl Host {

@@ -6,7 +6,7 @@ use crate::error::Error;
 /// Print the resolved plan. Exit 0 when `apply` could bind everything, 1 when a group
 /// would be refused or a `required` entry matches nothing, 2 on a config error.
 pub fn run(ctx: &Context) -> Result<u8, Error> {
-    let (config, _host, plan) = ctx.plan()?;
+    let (config, _lock, _host, plan) = ctx.plan(None)?;
     for f in &config.files {
         println!("config: {}", f.display());
     }

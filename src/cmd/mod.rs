@@ -5,11 +5,13 @@ use crate::apply::Options;
 use crate::config::{self, Config, Source};
 use crate::error::Error;
 use crate::plan::{self, Plan};
+use crate::state::{Lock, State};
 use crate::sysfs::{Host, Root};
 
 pub mod apply;
 pub mod check;
 pub mod list;
+pub mod release;
 pub mod status;
 
 /// What every command needs: the root all paths are taken under, where the config is,
@@ -22,6 +24,8 @@ pub struct Context {
     pub config: Source,
     /// Bind and node timeouts.
     pub options: Options,
+    /// How long a run waits for another run's lock.
+    pub lock_timeout: std::time::Duration,
 }
 
 impl Context {
@@ -40,12 +44,28 @@ impl Context {
         Ok(host)
     }
 
-    /// Config, then host, then plan: a config error stops before the host is read.
-    pub fn plan(&self) -> Result<(Config, Host, Plan), Error> {
+    /// The full snapshot for planning: [`Context::host`] plus host use beneath each
+    /// device and vfio-bind's own state.
+    pub fn snapshot(&self) -> Result<Host, Error> {
+        let mut host = self.host()?;
+        host.uses = crate::inuse::read(&self.root);
+        host.state = State::load(&self.root)?;
+        Ok(host)
+    }
+
+    /// Take the run lock (for commands that write).
+    pub fn lock(&self, what: &str) -> Result<Lock, Error> {
+        Ok(Lock::acquire(&self.root, what, self.lock_timeout)?)
+    }
+
+    /// Config, then (for writers) the lock, then the snapshot, then the plan: a config
+    /// error stops before anything on the host is read or touched.
+    pub fn plan(&self, lock: Option<&str>) -> Result<(Config, Option<Lock>, Host, Plan), Error> {
         let config = config::load(&self.config)?;
-        let host = self.host()?;
+        let lock = lock.map(|w| self.lock(w)).transpose()?;
+        let host = self.snapshot()?;
         let plan = plan::plan(&config, &host)?;
-        Ok((config, host, plan))
+        Ok((config, lock, host, plan))
     }
 }
 

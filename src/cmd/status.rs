@@ -29,8 +29,17 @@ fn group_name(gid: u32) -> String {
 pub fn render(root: &Root, plan: &Plan) -> (String, bool) {
     let mut s = String::new();
     let mut all_ok = !plan.has_errors();
-    if plan.groups.is_empty() && plan.problems.is_empty() {
+    if plan.groups.is_empty() && plan.problems.is_empty() && plan.releases.is_empty() {
         s.push_str("Nothing configured.\n");
+    }
+    for r in &plan.releases {
+        all_ok = false;
+        let _ = writeln!(
+            s,
+            "{}: bound by vfio-bind earlier, no longer configured (driver {}); `vfio-bind apply` releases it",
+            r.address,
+            r.driver.as_deref().unwrap_or("none")
+        );
     }
     for g in &plan.groups {
         let pending = g.members.iter().filter(|m| m.action.writes()).count();
@@ -120,7 +129,7 @@ pub fn render(root: &Root, plan: &Plan) -> (String, bool) {
 /// Print the status. Exit 0 when every configured group is bound with its node as
 /// configured; 1 otherwise.
 pub fn run(ctx: &Context) -> Result<u8, Error> {
-    let (_config, _host, plan) = ctx.plan()?;
+    let (_config, _lock, _host, plan) = ctx.plan(None)?;
     let (text, ok) = render(&ctx.root, &plan);
     print!("{text}");
     Ok(u8::from(!ok))

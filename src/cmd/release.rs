@@ -1,0 +1,88 @@
+//! `vfio-bind release [ADDR...|--all]`: give devices back to the drivers they had.
+
+use std::collections::BTreeSet;
+
+use super::Context;
+use crate::apply::{self, ReleaseOutcome};
+use crate::error::Error;
+use crate::pci::PciAddress;
+use crate::sysfs::Host;
+
+/// Which devices to release: every recorded device with `all`; otherwise each named
+/// device plus the recorded devices of its IOMMU group (a group is handed back whole).
+fn targets(host: &Host, names: &[PciAddress], all: bool) -> BTreeSet<PciAddress> {
+    let mut out = BTreeSet::new();
+    for (addr, record) in host.state.records() {
+        let named_group = names.iter().any(|n| {
+            *n == addr
+                || host
+                    .devices
+                    .get(n)
+                    .and_then(|d| d.iommu_group)
+                    .is_some_and(|g| g == record.group)
+        });
+        if all || named_group {
+            out.insert(addr);
+        }
+    }
+    out.extend(names.iter().copied());
+    out
+}
+
+/// Release under the run lock and update the state after each device. A device that
+/// vfio-bind did not bind is released only when named; it then goes to whatever host
+/// driver probes it. Exit 0 when everything was released, 1 otherwise; 2 for a malformed
+/// or unknown address.
+pub fn run(ctx: &Context, addrs: &[String], all: bool) -> Result<u8, Error> {
+    let mut names = Vec::new();
+    for a in addrs {
+        names.push(
+            a.parse::<PciAddress>()
+                .map_err(|e| Error::Usage(e.to_string()))?,
+        );
+    }
+    let _lock = ctx.lock("release")?;
+    let mut host = Host::read(&ctx.root)?;
+    host.state = crate::state::State::load(&ctx.root)?;
+    for n in &names {
+        if !host.devices.contains_key(n) && host.state.get(*n).is_none() {
+            return Err(Error::Usage(format!("no PCI device {n} on this host")));
+        }
+    }
+    let targets = targets(&host, &names, all);
+    if targets.is_empty() {
+        log::info!("nothing to release: vfio-bind has bound no device");
+        return Ok(0);
+    }
+    let mut outcomes = Vec::new();
+    for addr in targets {
+        let record = host.state.get(addr).cloned();
+        let result = if host.devices.contains_key(&addr) {
+            apply::release_device(&ctx.root, addr, record.as_ref(), &ctx.options)
+        } else {
+            log::warn!("{addr}: bound earlier but no longer present; forgetting it");
+            Ok(None)
+        };
+        let result = result.and_then(|d| {
+            if record.is_some() {
+                host.state.remove(addr);
+                host.state.save(&ctx.root)?;
+            }
+            Ok(d)
+        });
+        if let Err(e) = &result {
+            log::error!(VFIO_BIND_ADDRESS = addr.to_string().as_str(), VFIO_BIND_ACTION = "release"; "{e}");
+        }
+        outcomes.push(ReleaseOutcome {
+            address: addr,
+            result,
+        });
+    }
+    let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
+    log::info!(
+        "released {} of {} devices",
+        outcomes.len() - failed,
+        outcomes.len()
+    );
+    Ok(u8::from(failed > 0))
+}

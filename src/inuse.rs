@@ -1,0 +1,263 @@
+//! What the host is using beneath each PCI device: block devices with a mounted
+//! filesystem, active swap or holders (dm, md, LVM), and network interfaces that are up
+//! with an address, a route, or a master/upper device. Read-only, from sysfs and /proc
+//! under the [`Root`], so `--root` trees and the running host are read alike.
+//!
+//! Sources: `/sys/class/block/*` and `/sys/class/net/*` (links into `/sys/devices`, whose
+//! path names every PCI device above the block or net device), `<blk>/holders/`
+//! (`Documentation/ABI/stable/sysfs-block`), `<blk>/multipath/` (NVMe native multipath),
+//! `/proc/self/mountinfo` (`Documentation/filesystems/proc.rst`), `/proc/swaps`,
+//! `/proc/net/route`, `/proc/net/if_inet6`, `/proc/net/ipv6_route`, and
+//! `/sys/class/net/<if>/flags` (IFF_UP = 0x1).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::pci::PciAddress;
+use crate::sysfs::Root;
+
+/// One way the host uses a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Use {
+    /// A block device beneath it holds a mounted filesystem.
+    Mounted {
+        /// Block device name (`vda1`).
+        dev: String,
+        /// Where it is mounted.
+        mountpoint: String,
+    },
+    /// A block device beneath it is active swap.
+    Swap {
+        /// Block device name.
+        dev: String,
+    },
+    /// A block device beneath it is held by another block device (dm, md, LVM, bcache).
+    Held {
+        /// Block device name.
+        dev: String,
+        /// The holders (`dm-0`, `md127`).
+        holders: Vec<String>,
+    },
+    /// A network interface beneath it is up and in use.
+    NetUp {
+        /// Interface name.
+        iface: String,
+        /// What makes it in use: addresses, routes, a master or an upper device.
+        why: String,
+    },
+}
+
+impl fmt::Display for Use {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Use::Mounted { dev, mountpoint } => write!(
+                f,
+                "has /dev/{dev} mounted on {mountpoint} (unmount it first)"
+            ),
+            Use::Swap { dev } => write!(f, "has /dev/{dev} in use as swap (swapoff it first)"),
+            Use::Held { dev, holders } => write!(
+                f,
+                "has /dev/{dev} held by {} (a dm/md/LVM device is built on it; stop that first)",
+                holders.join(", ")
+            ),
+            Use::NetUp { iface, why } => write!(
+                f,
+                "has network interface {iface} up with {why} (move its configuration off and \
+                 `ip link set {iface} down` first)"
+            ),
+        }
+    }
+}
+
+/// Host use per PCI device, attributed to every PCI device on the sysfs path above the
+/// block or network device.
+pub type Uses = BTreeMap<PciAddress, Vec<Use>>;
+
+fn read_text(root: &Root, abs: &str) -> String {
+    fs::read_to_string(root.path(abs)).unwrap_or_default()
+}
+
+/// The PCI devices on a sysfs device path (`.../0000:00:1c.0/0000:02:00.0/nvme/...`).
+fn pci_ancestors(path: &Path) -> Vec<PciAddress> {
+    path.components()
+        .filter_map(|c| c.as_os_str().to_str()?.parse().ok())
+        .collect()
+}
+
+/// Canonical path of a class entry.
+fn resolve(link: &Path) -> Option<PathBuf> {
+    fs::canonicalize(link).ok()
+}
+
+/// [`pci_ancestors`] of a canonical path, ignoring the root's own components.
+fn owners_under(root: &Root, canon: &Path) -> Vec<PciAddress> {
+    pci_ancestors(canon.strip_prefix(root.base()).unwrap_or(canon))
+}
+
+fn list(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// PCI devices beneath which a block device lives. NVMe multipath heads live under
+/// `/sys/devices/virtual`; their paths (`multipath/*`, also on the head of a partition)
+/// lead to the controllers' PCI devices.
+fn block_owners(root: &Root, canon: &Path) -> Vec<PciAddress> {
+    let mut owners = owners_under(root, canon);
+    if owners.is_empty() {
+        for dir in [Some(canon), canon.parent()].into_iter().flatten() {
+            for p in list(&dir.join("multipath")) {
+                if let Some(c) = resolve(&dir.join("multipath").join(&p)) {
+                    owners.extend(owners_under(root, &c));
+                }
+            }
+        }
+    }
+    owners.sort();
+    owners.dedup();
+    owners
+}
+
+/// Read every host use under `root`. Unreadable or absent sources count as "no use":
+/// a host without /proc/swaps has no swap.
+pub fn read(root: &Root) -> Uses {
+    let mut uses = Uses::new();
+    let mut add = |owners: &[PciAddress], u: Use| {
+        for o in owners {
+            let v = uses.entry(*o).or_default();
+            if !v.contains(&u) {
+                v.push(u.clone());
+            }
+        }
+    };
+
+    // Block devices.
+    let mountinfo = read_text(root, "/proc/self/mountinfo");
+    let mounts: Vec<(String, String, String)> = mountinfo
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let sep = f.iter().position(|x| *x == "-")?;
+            Some((
+                f.get(2)?.to_string(),
+                f.get(4)?.to_string(),
+                f.get(sep + 2)?.to_string(),
+            ))
+        })
+        .collect();
+    let swaps: Vec<String> = read_text(root, "/proc/swaps")
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    let class_block = root.path("/sys/class/block");
+    for name in list(&class_block) {
+        let Some(canon) = resolve(&class_block.join(&name)) else {
+            continue;
+        };
+        let owners = block_owners(root, &canon);
+        if owners.is_empty() {
+            continue;
+        }
+        let devnum = fs::read_to_string(canon.join("dev"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+        let node = format!("/dev/{name}");
+        for (num, mountpoint, source) in &mounts {
+            if (!devnum.is_empty() && *num == devnum) || *source == node {
+                add(
+                    &owners,
+                    Use::Mounted {
+                        dev: name.clone(),
+                        mountpoint: mountpoint.clone(),
+                    },
+                );
+            }
+        }
+        if swaps.iter().any(|s| *s == node) {
+            add(&owners, Use::Swap { dev: name.clone() });
+        }
+        let holders = list(&canon.join("holders"));
+        if !holders.is_empty() {
+            add(
+                &owners,
+                Use::Held {
+                    dev: name.clone(),
+                    holders,
+                },
+            );
+        }
+    }
+
+    // Network interfaces.
+    let routes4 = read_text(root, "/proc/net/route");
+    let addrs6 = read_text(root, "/proc/net/if_inet6");
+    let routes6 = read_text(root, "/proc/net/ipv6_route");
+    let class_net = root.path("/sys/class/net");
+    for iface in list(&class_net) {
+        let link = class_net.join(&iface);
+        let Some(canon) = resolve(&link) else {
+            continue;
+        };
+        let owners = owners_under(root, &canon);
+        if owners.is_empty() {
+            continue;
+        }
+        let flags = fs::read_to_string(link.join("flags")).unwrap_or_default();
+        let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).unwrap_or(0);
+        if flags & 0x1 == 0 {
+            continue; // not IFF_UP
+        }
+        let mut why = Vec::new();
+        if routes4
+            .lines()
+            .skip(1)
+            .any(|l| l.split_whitespace().next() == Some(iface.as_str()))
+        {
+            why.push("IPv4 routes".to_string());
+        }
+        // if_inet6: address, index, prefix length, scope, flags, name. Scope 0x20 is
+        // link-local, which every up interface gets by itself: not a sign of use.
+        if addrs6.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() == 6 && f[5] == iface && f[3] != "20"
+        }) {
+            why.push("IPv6 addresses".to_string());
+        }
+        // ipv6_route: dest, plen, src, plen, next hop, metric, refcnt, use, flags, name.
+        if routes6.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() == 10 && f[9] == iface && !f[0].starts_with("fe80") && !f[0].starts_with("ff")
+        }) {
+            why.push("IPv6 routes".to_string());
+        }
+        if let Ok(m) = fs::read_link(link.join("master")) {
+            let m = m.file_name().map(|n| n.to_string_lossy().into_owned());
+            why.push(format!("master {}", m.unwrap_or_default()));
+        }
+        for e in list(&link) {
+            if let Some(u) = e.strip_prefix("upper_") {
+                why.push(format!("upper device {u}"));
+            }
+        }
+        if !why.is_empty() {
+            add(
+                &owners,
+                Use::NetUp {
+                    iface: iface.clone(),
+                    why: why.join(", "),
+                },
+            );
+        }
+    }
+    uses
+}
