@@ -267,26 +267,39 @@ fn bind_member(root: &Root, m: &MemberPlan, opts: &Options) -> Result<(), ApplyE
 }
 
 /// Restore one member to the override and driver it had in the snapshot.
+///
+/// The kernel binds a device only to the driver its `driver_override` names
+/// (`pci_match_device`), so the override is first cleared (or set to the previous
+/// driver), the previous driver bound and verified, and only then the snapshot's override
+/// put back. A device that is gone (hot-unplug) counts as restored.
 fn restore_member(root: &Root, m: &MemberPlan, opts: &Options) -> Result<(), ApplyError> {
     let addr = m.address;
     let dev = addr.to_string();
     let dir = root.device_dir(addr);
-    let prev_override = m.driver_override.clone().unwrap_or_else(|| "\n".into());
-    write_attr(&dev, &dir.join("driver_override"), &prev_override)?;
+    if !dir.exists() {
+        log::warn!(VFIO_BIND_ADDRESS = dev.as_str(), VFIO_BIND_ACTION = "rollback";
+            "{dev}: gone from the host; nothing to roll back");
+        return Ok(());
+    }
+    let interim = m.driver.clone().unwrap_or_else(|| "\n".into());
+    write_attr(&dev, &dir.join("driver_override"), &interim)?;
     let now = sysfs::current_driver(root, addr).map_err(|source| ApplyError::Read {
         device: addr,
         source,
     })?;
-    if now == m.driver {
-        return Ok(());
+    if now != m.driver {
+        if now.is_some() {
+            write_attr(&dev, &dir.join("driver").join("unbind"), &dev)?;
+        }
+        if let Some(prev) = m.driver.as_deref() {
+            write_attr(&dev, &root.driver_dir(prev).join("bind"), &dev)?;
+        }
+        wait_driver(root, addr, m.driver.as_deref(), opts.bind_timeout)?;
     }
-    if now.is_some() {
-        write_attr(&dev, &dir.join("driver").join("unbind"), &dev)?;
+    let prev_override = m.driver_override.clone().unwrap_or_else(|| "\n".into());
+    if prev_override != interim {
+        write_attr(&dev, &dir.join("driver_override"), &prev_override)?;
     }
-    if let Some(prev) = m.driver.as_deref() {
-        write_attr(&dev, &root.driver_dir(prev).join("bind"), &dev)?;
-    }
-    wait_driver(root, addr, m.driver.as_deref(), opts.bind_timeout)?;
     log::info!(VFIO_BIND_ADDRESS = dev.as_str(), VFIO_BIND_DRIVER = m.driver.as_deref().unwrap_or(""), VFIO_BIND_ACTION = "rollback";
         "{dev}: rolled back to {}", m.driver.as_deref().unwrap_or("no driver"));
     Ok(())
@@ -440,10 +453,9 @@ pub fn apply_group(root: &Root, g: &GroupPlan, state: &mut State, opts: &Options
         .members
         .iter()
         .any(|m| m.action.target().is_some_and(|d| d.contains("vfio")));
-    let wants_node = !g.ownership.is_empty() || g.members.iter().any(|m| m.action.writes());
-    if result.is_ok() && vfio && wants_node {
-        // Wait for the node even without ownership keys: a group that is bound but has
-        // no /dev/vfio node is not usable.
+    // Without ownership keys the node is left to the kernel and udev; kernels built
+    // without the group interface (iommufd only) have no /dev/vfio/<group> at all.
+    if result.is_ok() && vfio && !g.ownership.is_empty() {
         match set_node(root, g.group, &g.ownership, opts) {
             Ok(c) => out.node_changed = c,
             Err(e) => result = Err(e),

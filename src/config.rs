@@ -175,11 +175,30 @@ pub struct Config {
     pub entries: Vec<Entry>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// `user`/`group` value: a name, or a numeric id (as a TOML integer or a digit string).
+#[derive(Debug)]
 enum NameOrId {
     Id(i64),
     Name(String),
+}
+
+impl<'de> Deserialize<'de> for NameOrId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = NameOrId;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a name (\"kvm\") or a numeric id (993)")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<NameOrId, E> {
+                Ok(NameOrId::Id(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<NameOrId, E> {
+                Ok(NameOrId::Name(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -288,8 +307,11 @@ pub fn load(source: &Source) -> Result<Config, ConfigError> {
         Source::Default(root) => {
             let mut files = Vec::new();
             let main = root.path(DEFAULT_CONFIG);
-            if main.exists() {
-                files.push(main);
+            // A dangling link or an unreadable /etc is an error, not "no config".
+            match fs::symlink_metadata(&main) {
+                Ok(_) => files.push(main),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => return Err(ConfigError::Read { file: main, source }),
             }
             files.extend(dropins(&root.path(DEFAULT_DROPIN_DIR))?);
             files
@@ -474,6 +496,15 @@ fn driver_name(text: &Text, d: &Spanned<String>) -> Result<String, ConfigError> 
     if !valid_chars {
         return Err(text.err(&d.span(), format!("invalid driver name {name:?}")));
     }
+    if name == "vfio_pci" || name == "pci_stub" {
+        return Err(text.err(
+            &d.span(),
+            format!(
+                "{name:?} is the module name; the driver is called {:?} in sysfs",
+                name.replace('_', "-")
+            ),
+        ));
+    }
     if !(name.contains("vfio") || name == "pci-stub") {
         return Err(text.err(
             &d.span(),
@@ -510,7 +541,10 @@ fn principal(text: &Text, v: &Spanned<NameOrId>, kind: Kind) -> Result<Principal
     match v.get_ref() {
         NameOrId::Id(n) => numeric(*n),
         NameOrId::Name(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
-            numeric(s.parse().unwrap_or(-1))
+            match s.parse() {
+                Ok(n) => numeric(n),
+                Err(_) => Err(text.err(&v.span(), format!("{what} id {s} is out of range"))),
+            }
         }
         NameOrId::Name(name) => {
             let looked_up = match kind {
@@ -684,6 +718,12 @@ mode = "0600"
         assert!(one("driver = \"pci-stub\"\n").is_ok());
         assert!(one("driver = \"mlx5_vfio_pci\"\n").is_ok());
         assert!(err("driver = \"../vfio\"\n").contains("invalid driver name"));
+        let e = err("driver = \"vfio_pci\"\n");
+        assert!(e.contains("the driver is called \"vfio-pci\""), "{e}");
+        let e = err("user = true\n");
+        assert!(e.contains("a name (\"kvm\") or a numeric id"), "{e}");
+        let e = err("user = \"99999999999999999999\"\n");
+        assert!(e.contains("user id 99999999999999999999 is out of range"), "{e}");
     }
 
     #[test]

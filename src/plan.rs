@@ -269,7 +269,6 @@ pub fn plan(config: &Config, host: &Host) -> Result<Plan, PlanError> {
         let group = &host.groups[&number];
         let first = entries[0];
         let ownership = merge_ownership(number, entries)?;
-        let allow_boot_vga = entries.iter().any(|e| e.allow_boot_vga);
         let mut refusals = Vec::new();
         for other in &group.other {
             refusals.push(Refusal {
@@ -281,8 +280,18 @@ pub fn plan(config: &Config, host: &Host) -> Result<Plan, PlanError> {
         for addr in &group.devices {
             let dev = &host.devices[addr];
             let entry = selected.get(addr).copied();
+            let viable_now = dev
+                .driver
+                .as_deref()
+                .is_some_and(|d| d.contains("vfio") || d == "pci-stub");
             let action = if dev.is_bridge() {
                 Action::Bridge
+            } else if entry.is_none() && viable_now {
+                // A member no entry names that is already on a vfio driver (a variant
+                // driver, say) or pci-stub keeps the group viable as it is: leave it.
+                Action::Keep {
+                    driver: dev.driver.clone().expect("viable_now has a driver"),
+                }
             } else {
                 let driver = match entry {
                     Some(e) => e.driver.clone(),
@@ -296,6 +305,15 @@ pub fn plan(config: &Config, host: &Host) -> Result<Plan, PlanError> {
                     (false, _) => Action::Bind { driver },
                 }
             };
+            if let (true, crate::pci::HeaderType::Other(t)) = (action.writes(), dev.header) {
+                refusals.push(Refusal {
+                    member: addr.to_string(),
+                    reason: format!(
+                        "has PCI header type {t:#04x} (not an endpoint or a bridge; vfio-pci \
+                         only takes header type 0)"
+                    ),
+                });
+            }
             if action.writes() {
                 for u in host.uses.get(addr).into_iter().flatten() {
                     refusals.push(Refusal {
@@ -304,6 +322,9 @@ pub fn plan(config: &Config, host: &Host) -> Result<Plan, PlanError> {
                     });
                 }
             }
+            // The boot VGA device passes only when the entry that names it allows it; as
+            // a mere group companion it is always refused.
+            let allow_boot_vga = entry.is_some_and(|e| e.allow_boot_vga);
             if dev.boot_vga && action.writes() && !allow_boot_vga {
                 refusals.push(Refusal {
                     member: addr.to_string(),
@@ -802,5 +823,134 @@ mod tests {
         );
         assert!(text.contains("0000:04:02.0 [8086:100e] Ethernet controller: e1000 -> vfio-pci  (shares the group)"), "{text}");
         assert!(text.contains("/dev/vfio/10: mode 0660"), "{text}");
+    }
+
+    #[test]
+    fn host_use_refuses_the_group_with_the_reason() {
+        let mut h = host();
+        h.uses.insert(
+            "05:00.0".parse().unwrap(),
+            vec![crate::inuse::Use::Mounted {
+                dev: "vda1".into(),
+                mountpoint: "/".into(),
+            }],
+        );
+        h = HostBuilder(h)
+            .dev("05:00.0", "1af4:1042", 0x010000, Some("virtio-pci"), 12)
+            .build();
+        let p = plan(&cfg("[[device]]\naddress = \"05:00.0\"\n"), &h).unwrap();
+        let g = &p.groups[0];
+        assert!(g.is_refused());
+        assert_eq!(g.refusals[0].member, "0000:05:00.0");
+        assert!(
+            g.refusals[0].reason.contains("/dev/vda1 mounted on /"),
+            "{:?}",
+            g.refusals
+        );
+        // Use beneath a device already on vfio-pci cannot exist; beneath another group
+        // it does not matter.
+        let p = plan(&cfg("[[device]]\naddress = \"02:00.0\"\n"), &h).unwrap();
+        assert!(!p.groups[0].is_refused());
+    }
+
+    #[test]
+    fn boot_vga_companion_is_refused_even_with_allow_on_a_sibling() {
+        let h = HostBuilder::new()
+            .dev("01:00.0", "10de:1c03", 0x030000, Some("nouveau"), 1)
+            .boot_vga("01:00.0")
+            .dev("01:00.1", "10de:10f1", 0x040300, Some("snd_hda_intel"), 1)
+            .build();
+        let p = plan(
+            &cfg("[[device]]\naddress = \"01:00.1\"\nallow_boot_vga = true\n"),
+            &h,
+        )
+        .unwrap();
+        assert!(p.groups[0].is_refused());
+        let p = plan(
+            &cfg("[[device]]\naddress = \"01:00.0\"\nallow_boot_vga = true\n"),
+            &h,
+        )
+        .unwrap();
+        assert!(!p.groups[0].is_refused());
+    }
+
+    #[test]
+    fn companions_already_viable_are_kept() {
+        let h = HostBuilder::new()
+            .dev("01:00.0", "15b3:101e", 0x020000, Some("mlx5_core"), 1)
+            .dev("01:00.1", "15b3:101e", 0x020000, Some("mlx5_vfio_pci"), 1)
+            .dev("01:00.2", "15b3:101e", 0x020000, Some("pci-stub"), 1)
+            .build();
+        let p = plan(&cfg("[[device]]\naddress = \"01:00.0\"\n"), &h).unwrap();
+        let a = actions(&p.groups[0]);
+        assert_eq!(a[0].1, bind());
+        assert_eq!(
+            a[1].1,
+            Action::Keep {
+                driver: "mlx5_vfio_pci".into()
+            }
+        );
+        assert_eq!(
+            a[2].1,
+            Action::Keep {
+                driver: "pci-stub".into()
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_header_type_is_refused() {
+        let mut h = host();
+        h.devices
+            .get_mut(&"02:00.0".parse().unwrap())
+            .unwrap()
+            .header = HeaderType::Other(0x7f);
+        let p = plan(&cfg("[[device]]\naddress = \"02:00.0\"\n"), &h).unwrap();
+        assert!(p.groups[0].refusals[0].reason.contains("header type 0x7f"));
+    }
+
+    #[test]
+    fn devices_no_longer_configured_are_released() {
+        use crate::state::Record;
+        let mut h = HostBuilder::new()
+            .dev("02:00.0", "8086:10d3", 0x020000, Some("vfio-pci"), 9)
+            .overridden("02:00.0", "vfio-pci")
+            .dev("03:00.0", "8086:10d3", 0x020000, Some("vfio-pci"), 10)
+            .overridden("03:00.0", "vfio-pci")
+            .build();
+        for (a, g) in [
+            ("0000:02:00.0", 9),
+            ("0000:03:00.0", 10),
+            ("0000:07:00.0", 11),
+        ] {
+            h.state.insert(
+                a.parse().unwrap(),
+                Record {
+                    driver: "vfio-pci".into(),
+                    group: g,
+                    previous_driver: Some("e1000e".into()),
+                    previous_override: None,
+                },
+            );
+        }
+        let p = plan(&cfg("[[device]]\naddress = \"02:00.0\"\n"), &h).unwrap();
+        let rel: Vec<(String, bool)> = p
+            .releases
+            .iter()
+            .map(|r| (r.address.to_string(), r.present))
+            .collect();
+        assert_eq!(
+            rel,
+            vec![
+                ("0000:03:00.0".into(), true),
+                ("0000:07:00.0".into(), false)
+            ]
+        );
+        assert!(p.groups[0].is_bound());
+        let text = p.to_string();
+        assert!(
+            text.contains("Release 0000:03:00.0: no longer configured; vfio-pci -> e1000e"),
+            "{text}"
+        );
     }
 }
