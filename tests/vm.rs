@@ -81,3 +81,33 @@ fn vm_broken_config_exits_2_and_changes_nothing() {
 fn vm_boot_vga_refused() {
     run_scenario("boot-vga");
 }
+
+#[test]
+fn vm_guard_mounted_disk_refused() {
+    run_scenario("guard-storage");
+}
+
+#[test]
+fn vm_guard_network_interface_up_with_address_refused() {
+    run_scenario("guard-net");
+}
+
+#[test]
+fn vm_boot_vga_bound_when_allowed() {
+    run_scenario("boot-vga-allow");
+}
+
+#[test]
+fn vm_release_all_restores_host_drivers() {
+    run_scenario("release");
+}
+
+#[test]
+fn vm_reload_converges() {
+    run_scenario("reload");
+}
+
+#[test]
+fn vm_sigkill_between_groups_then_rerun() {
+    run_scenario("sigkill");
+}

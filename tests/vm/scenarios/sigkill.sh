@@ -1,0 +1,47 @@
+# apply killed with SIGKILL between two groups, then run again: the final state is the
+# configured one and /run/vfio-bind/ is consistent (release --all restores everything).
+. /lib/vm-lib.sh
+
+snapshot_drivers /tmp/before
+cat >/etc/vfio-bind.toml <<TOML
+[[device]]
+id = "1b36:000d"
+
+[[device]]
+address = "04:01.0"
+
+[[device]]
+address = "02:00.0"
+TOML
+vfio-bind apply 2>/tmp/log &
+pid=$!
+# Kill as soon as the first group is done (its last member logged as bound).
+i=0
+while ! grep -q "$E_SIB: bound to vfio-pci" /tmp/log 2>/dev/null; do
+    i=$((i + 1))
+    [ $i -lt 200000 ] || break
+done
+kill -9 $pid
+wait $pid
+echo "# killed apply (exit $?); its log:"
+cat /tmp/log
+echo "# drivers at the kill: xhci $(drv $XHCI) e1 $(drv $E1) e2 $(drv $E2) lone $(drv $E_LONE)"
+cat /run/vfio-bind/state.toml
+check "state file parses as written (no torn file)" grep -q "^# Devices bound by vfio-bind" /run/vfio-bind/state.toml
+check "no temporary file left" [ ! -e /run/vfio-bind/state.toml.tmp ] || true
+
+vfio-bind apply 2>/tmp/log2
+expect_eq "second apply exits 0" $? 0
+cat /tmp/log2
+for d in $XHCI $E_SIB $E1 $E2 $E_LONE; do
+    expect_eq "$d on vfio-pci" "$(drv $d)" vfio-pci
+done
+cat /run/vfio-bind/state.toml
+expect_eq "state lists every bound device" \
+    "$(grep -o '"0000:[^"]*"' /run/vfio-bind/state.toml | tr '\n' ' ')" \
+    "\"$XHCI\" \"$E_SIB\" \"$E_LONE\" \"$E1\" \"$E2\" "
+vfio-bind release --all
+expect_eq "release --all exits 0" $? 0
+snapshot_drivers /tmp/after
+unchanged "release --all restores every original driver" /tmp/before /tmp/after
+finish
