@@ -723,7 +723,10 @@ mode = "0600"
         let e = err("user = true\n");
         assert!(e.contains("a name (\"kvm\") or a numeric id"), "{e}");
         let e = err("user = \"99999999999999999999\"\n");
-        assert!(e.contains("user id 99999999999999999999 is out of range"), "{e}");
+        assert!(
+            e.contains("user id 99999999999999999999 is out of range"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -183,7 +183,7 @@ pub fn read(root: &Root) -> Uses {
                 );
             }
         }
-        if swaps.iter().any(|s| *s == node) {
+        if swaps.contains(&node) {
             add(&owners, Use::Swap { dev: name.clone() });
         }
         let holders = list(&canon.join("holders"));

@@ -31,6 +31,14 @@ struct Cli {
     #[arg(long, value_name = "MS", default_value_t = 30_000, global = true)]
     lock_timeout: u64,
 
+    /// How long to wait for a device to show up on its new driver, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 10_000, global = true)]
+    bind_timeout: u64,
+
+    /// How long to wait for /dev/vfio/<group> to appear, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 5_000, global = true)]
+    node_timeout: u64,
+
     /// Less output (warnings and errors only).
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
@@ -86,7 +94,10 @@ fn main() -> ExitCode {
     let ctx = Context {
         root,
         config,
-        options: Default::default(),
+        options: vfio_bind::apply::Options {
+            bind_timeout: std::time::Duration::from_millis(cli.bind_timeout),
+            node_timeout: std::time::Duration::from_millis(cli.node_timeout),
+        },
         lock_timeout: std::time::Duration::from_millis(cli.lock_timeout),
     };
     let result = match cli.command {

@@ -370,3 +370,172 @@ fn usage_errors_exit_2() {
     assert_eq!(t.run(&["frobnicate"]).status.code(), Some(2));
     assert_eq!(t.run(&["apply", "--bogus"]).status.code(), Some(2));
 }
+
+/// Host use read from sysfs and /proc under the root: each kind refuses the group with
+/// the member and the reason, and check exits 1.
+mod guards {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::symlink;
+
+    fn write(t: &Tree, rel: &str, text: &str) {
+        let p = t.path(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+
+    /// A block device `name` (major:minor `num`) under the device at `devpath`
+    /// (relative to sys/devices), listed in /sys/class/block.
+    fn block(t: &Tree, devpath: &str, name: &str, num: &str) {
+        write(
+            t,
+            &format!("sys/devices/{devpath}/{name}/dev"),
+            &format!("{num}\n"),
+        );
+        fs::create_dir_all(t.path(&format!("sys/devices/{devpath}/{name}/holders"))).unwrap();
+        fs::create_dir_all(t.path("sys/class/block")).unwrap();
+        symlink(
+            format!("../../devices/{devpath}/{name}"),
+            t.path(&format!("sys/class/block/{name}")),
+        )
+        .unwrap();
+    }
+
+    fn net(t: &Tree, devpath: &str, name: &str, flags: &str) {
+        write(
+            t,
+            &format!("sys/devices/{devpath}/net/{name}/flags"),
+            &format!("{flags}\n"),
+        );
+        fs::create_dir_all(t.path("sys/class/net")).unwrap();
+        symlink(
+            format!("../../devices/{devpath}/net/{name}"),
+            t.path(&format!("sys/class/net/{name}")),
+        )
+        .unwrap();
+    }
+
+    fn refused(t: &Tree, want: &str) {
+        let o = t.run(&["check"]);
+        assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+        assert!(stdout(&o).contains(want), "{}", stdout(&o));
+    }
+
+    #[test]
+    fn mounted_partition_refuses_its_controller() {
+        let t = q35();
+        t.config("[[device]]\naddress = \"05:00.0\"\n");
+        block(&t, "pci0000:00/0000:05:00.0/virtio2/block", "vda", "254:0");
+        block(
+            &t,
+            "pci0000:00/0000:05:00.0/virtio2/block/vda",
+            "vda1",
+            "254:1",
+        );
+        assert_eq!(t.run(&["check"]).status.code(), Some(0));
+        write(
+            &t,
+            "proc/self/mountinfo",
+            "22 1 254:1 / /srv rw,relatime shared:1 - ext4 /dev/vda1 rw\n",
+        );
+        refused(
+            &t,
+            "refused: 0000:05:00.0 has /dev/vda1 mounted on /srv (unmount it first)",
+        );
+    }
+
+    #[test]
+    fn swap_and_holders_refuse() {
+        let t = q35();
+        t.config("[[device]]\naddress = \"05:00.0\"\n");
+        block(&t, "pci0000:00/0000:05:00.0/virtio2/block", "vda", "254:0");
+        write(
+            &t,
+            "proc/swaps",
+            "Filename Type Size Used Priority\n/dev/vda partition 1024 0 -2\n",
+        );
+        refused(&t, "has /dev/vda in use as swap");
+        fs::remove_file(t.path("proc/swaps")).unwrap();
+        fs::create_dir_all(
+            t.path("sys/devices/pci0000:00/0000:05:00.0/virtio2/block/vda/holders/dm-0"),
+        )
+        .unwrap();
+        refused(&t, "has /dev/vda held by dm-0");
+    }
+
+    #[test]
+    fn nvme_multipath_head_is_traced_to_its_controller() {
+        let t = q35();
+        t.config("[[device]]\naddress = \"05:00.0\"\n");
+        // nvme0n1 lives under /sys/devices/virtual; its path device under the PCI device.
+        block(&t, "pci0000:00/0000:05:00.0/nvme/nvme0", "nvme0c0n1", "0:0");
+        block(
+            &t,
+            "virtual/nvme-subsystem/nvme-subsys0",
+            "nvme0n1",
+            "259:0",
+        );
+        block(
+            &t,
+            "virtual/nvme-subsystem/nvme-subsys0/nvme0n1",
+            "nvme0n1p2",
+            "259:2",
+        );
+        fs::create_dir_all(
+            t.path("sys/devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1/multipath"),
+        )
+        .unwrap();
+        symlink(
+            "../../../../../pci0000:00/0000:05:00.0/nvme/nvme0/nvme0c0n1",
+            t.path("sys/devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1/multipath/nvme0c0n1"),
+        )
+        .unwrap();
+        write(
+            &t,
+            "proc/self/mountinfo",
+            "22 1 259:2 / / rw - ext4 /dev/nvme0n1p2 rw\n",
+        );
+        refused(&t, "has /dev/nvme0n1p2 mounted on /");
+    }
+
+    #[test]
+    fn interface_up_with_routes_addresses_or_master_refuses() {
+        let t = q35();
+        t.config("[[device]]\naddress = \"02:00.0\"\n");
+        net(&t, "pci0000:00/0000:02:00.0", "enp2s0", "0x1003");
+        // Up but unused (only a link-local address): not refused.
+        write(
+            &t,
+            "proc/net/if_inet6",
+            "fe80000000000000505400fffe123457 03 40 20 80 enp2s0\n",
+        );
+        assert_eq!(t.run(&["check"]).status.code(), Some(0));
+        write(&t, "proc/net/route", "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\nenp2s0\t0002000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n");
+        refused(
+            &t,
+            "refused: 0000:02:00.0 has network interface enp2s0 up with IPv4 routes",
+        );
+        fs::remove_file(t.path("proc/net/route")).unwrap();
+        write(
+            &t,
+            "proc/net/if_inet6",
+            "20010db8000000000000000000000001 03 40 00 80 enp2s0\n",
+        );
+        refused(&t, "up with IPv6 addresses");
+        fs::remove_file(t.path("proc/net/if_inet6")).unwrap();
+        net(&t, "virtual", "vmbr0", "0x1003");
+        symlink(
+            "../vmbr0",
+            t.path("sys/devices/pci0000:00/0000:02:00.0/net/enp2s0/master"),
+        )
+        .unwrap();
+        refused(&t, "up with master vmbr0");
+        // Down: nothing counts.
+        write(
+            &t,
+            "sys/devices/pci0000:00/0000:02:00.0/net/enp2s0/flags",
+            "0x1002\n",
+        );
+        assert_eq!(t.run(&["check"]).status.code(), Some(0));
+    }
+}

@@ -304,3 +304,4 @@ pub fn q35() -> Tree {
         ));
     t
 }
+pub mod fakekernel;
