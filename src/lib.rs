@@ -9,6 +9,7 @@ pub mod cmd;
 pub mod config;
 pub mod error;
 pub mod inuse;
+pub mod names;
 pub mod pci;
 pub mod plan;
 pub mod report;

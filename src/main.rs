@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use vfio_bind::cmd::{self, Context};
 use vfio_bind::config::Source;
@@ -56,11 +56,24 @@ enum Command {
         dry_run: bool,
     },
     /// Show the configured groups: drivers now, and /dev/vfio/<group> ownership.
-    Status,
+    Status {
+        /// Print JSON (schema in vfio-bind(8)).
+        #[arg(long)]
+        json: bool,
+    },
     /// List every IOMMU group and its devices.
-    List,
+    List {
+        /// Print JSON (schema in vfio-bind(8)).
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate the config and resolve it on this host; writes nothing.
     Check,
+    /// Print a shell completion script (bash, zsh or fish) to stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Give devices bound by vfio-bind back to the drivers they had.
     Release {
         /// PCI addresses to release (with the recorded devices of their IOMMU groups);
@@ -102,10 +115,19 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Apply { dry_run } => cmd::apply::run(&ctx, dry_run),
-        Command::Status => cmd::status::run(&ctx),
-        Command::List => cmd::list::run(&ctx),
+        Command::Status { json } => cmd::status::run(&ctx, json),
+        Command::List { json } => cmd::list::run(&ctx, json),
         Command::Check => cmd::check::run(&ctx),
         Command::Release { addresses, all } => cmd::release::run(&ctx, &addresses, all),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "vfio-bind",
+                &mut std::io::stdout(),
+            );
+            Ok(0)
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -170,6 +170,47 @@ impl Tree {
         self
     }
 
+    /// A small `pci.ids` (the distribution's format) at /usr/share/misc/pci.ids.
+    pub fn pci_ids(&self) -> &Self {
+        let p = self.path("usr/share/misc/pci.ids");
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(
+            p,
+            "# test subset of pci.ids\n\
+             1234  Technical Corp.\n\
+             \t1111  QEMU Virtual Video Controller\n\
+             1af4  Red Hat, Inc.\n\
+             \t1042  Virtio 1.0 block device\n\
+             1b36  Red Hat, Inc.\n\
+             \t000c  QEMU PCIe Root port\n\
+             \t000d  QEMU XHCI Host Controller\n\
+             \t000e  QEMU PCIe-to-PCI bridge\n\
+             8086  Intel Corporation\n\
+             \t100e  82540EM Gigabit Ethernet Controller\n\
+             \t10d3  82574L Gigabit Network Connection\n\
+             \t2918  82801IB (ICH9) LPC Interface Controller\n\
+             \t2922  82801IR/IO/IH (ICH9R/DO/DH) 6 port SATA Controller [AHCI mode]\n\
+             \t2930  82801I (ICH9 Family) SMBus Controller\n\
+             \t29c0  82G33/G31/P35/P31 Express DRAM Controller\n\
+             C 01  Mass storage controller\n\
+             \t00  SCSI storage controller\n\
+             \t06  SATA controller\n\
+             C 02  Network controller\n\
+             \t00  Ethernet controller\n\
+             C 03  Display controller\n\
+             \t00  VGA compatible controller\n\
+             C 06  Bridge\n\
+             \t00  Host bridge\n\
+             \t01  ISA bridge\n\
+             \t04  PCI bridge\n\
+             C 0c  Serial bus controller\n\
+             \t03  USB controller\n\
+             \t05  SMBus\n",
+        )
+        .unwrap();
+        self
+    }
+
     pub fn config(&self, text: &str) -> &Self {
         fs::write(self.path("etc/vfio-bind.toml"), text).unwrap();
         self
