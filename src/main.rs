@@ -69,6 +69,12 @@ enum Command {
     },
     /// Validate the config and resolve it on this host; writes nothing.
     Check,
+    /// Diagnose IOMMU, kernel and module setup, and the configured groups.
+    Doctor {
+        /// Guest memory to check the memlock limit against, in MiB.
+        #[arg(long, value_name = "MIB", default_value_t = 8192)]
+        guest_memory: u64,
+    },
     /// Print a shell completion script (bash, zsh or fish) to stdout.
     Completions {
         /// The shell.
@@ -91,6 +97,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`vfio-bind list | head`), as shell tools do.
+    // SAFETY: setting a signal disposition to SIG_DFL installs no handler code.
+    unsafe {
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        );
+    }
     let cli = Cli::parse();
     let verbosity = if cli.quiet {
         -1
@@ -119,6 +133,7 @@ fn main() -> ExitCode {
         Command::List { json } => cmd::list::run(&ctx, json),
         Command::Check => cmd::check::run(&ctx),
         Command::Release { addresses, all } => cmd::release::run(&ctx, &addresses, all),
+        Command::Doctor { guest_memory } => cmd::doctor::run(&ctx, guest_memory),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

@@ -637,3 +637,190 @@ mod named {
         insta::assert_snapshot!("status_json", serde_json::to_string_pretty(&v).unwrap());
     }
 }
+
+/// `doctor` on generated hosts.
+mod doctor {
+    use super::*;
+    use std::fs;
+
+    fn write(t: &Tree, rel: &str, text: &str) {
+        let p = t.path(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+
+    /// The /proc, /lib/modules and /sys/class/iommu of an Intel host set up for
+    /// passthrough.
+    fn healthy(t: &Tree) {
+        write(
+            t,
+            "proc/cpuinfo",
+            "processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu vme vmx sse\n",
+        );
+        write(
+            t,
+            "proc/cmdline",
+            "BOOT_IMAGE=/vmlinuz root=/dev/sda1 intel_iommu=on iommu=pt\n",
+        );
+        write(t, "proc/sys/kernel/osrelease", "6.1.0-test\n");
+        write(
+            t,
+            "lib/modules/6.1.0-test/modules.dep",
+            "kernel/drivers/vfio/pci/vfio-pci.ko: kernel/drivers/vfio/pci/vfio-pci-core.ko\n",
+        );
+        fs::create_dir_all(t.path("sys/class/iommu/dmar0")).unwrap();
+        write(
+            t,
+            "proc/interrupts",
+            "  24:   0   IR-PCI-MSI 512000-edge   ahci\n",
+        );
+        write(
+            t,
+            "proc/self/limits",
+            "Max locked memory         unlimited            unlimited            bytes\n",
+        );
+    }
+
+    /// Exit code and output with the 80-column wrapping undone (whitespace runs become
+    /// one space), so assertions can name whole sentences.
+    fn run(t: &Tree) -> (Option<i32>, String) {
+        let o = t.run(&["doctor"]);
+        let out = stdout(&o);
+        assert!(
+            out.lines().all(|l| l.chars().count() <= 80),
+            "wider than 80 columns:\n{out}"
+        );
+        (
+            o.status.code(),
+            out.split_whitespace().collect::<Vec<_>>().join(" "),
+        )
+    }
+
+    #[test]
+    fn healthy_host_passes() {
+        let t = q35();
+        healthy(&t);
+        t.config("[[device]]\naddress = \"02:00.0\"\n");
+        let (code, out) = run(&t);
+        assert_eq!(code, Some(0), "{out}");
+        for want in [
+            "[ ok ] CPU virtualization: Intel VT-x (vmx)",
+            "[ ok ] IOMMU: 8 IOMMU groups; IOMMU units: dmar0",
+            "[ ok ] kernel command line: intel_iommu=on iommu=pt",
+            "[ ok ] interrupt remapping: enabled",
+            "[ ok ] vfio modules: vfio-pci available for kernel 6.1.0-test, not loaded yet",
+            "[ ok ] memlock limit: unlimited",
+            "[ ok ] device group: group 8 of 0000:02:00.0: alone in its group",
+            "Passthrough can work on this host.",
+        ] {
+            assert!(out.contains(want), "{want:?} not in\n{out}");
+        }
+    }
+
+    #[test]
+    fn iommu_off_fails_with_the_fix() {
+        let t = Tree::new();
+        t.device(Dev::no_group(
+            "0000:02:00.0",
+            "8086:10d3",
+            0x020000,
+            Some("e1000e"),
+        ));
+        healthy(&t);
+        write(&t, "proc/cmdline", "BOOT_IMAGE=/vmlinuz root=/dev/sda1\n");
+        let (code, out) = run(&t);
+        assert_eq!(code, Some(1), "{out}");
+        assert!(out.contains("[FAIL] IOMMU: no IOMMU groups"), "{out}");
+        assert!(
+            out.contains("fix: enable VT-d (Intel) or AMD-Vi/IOMMU (AMD) in the firmware setup"),
+            "{out}"
+        );
+        assert!(
+            out.contains("[FAIL] kernel command line: no IOMMU options"),
+            "{out}"
+        );
+        assert!(out.contains("fix: add intel_iommu=on"), "{out}");
+        assert!(out.contains("Passthrough cannot work yet"), "{out}");
+    }
+
+    #[test]
+    fn missing_module_fails() {
+        let t = q35();
+        healthy(&t);
+        write(
+            &t,
+            "lib/modules/6.1.0-test/modules.dep",
+            "kernel/drivers/net/e1000e.ko:\n",
+        );
+        let (code, out) = run(&t);
+        assert_eq!(code, Some(1), "{out}");
+        assert!(
+            out.contains("[FAIL] vfio modules: vfio-pci is neither loaded nor available for kernel 6.1.0-test"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn shared_group_gets_acs_advice() {
+        let t = q35();
+        healthy(&t);
+        t.config("[[device]]\nid = \"1b36:000d\"\n");
+        let (code, out) = run(&t);
+        assert_eq!(code, Some(0), "a shared group is a warning: {out}");
+        assert!(
+            out.contains("[warn] device group: group 7 of 0000:01:00.0 also holds: 0000:01:00.0 USB controller; 0000:01:00.1 Ethernet controller"),
+            "{out}"
+        );
+        assert!(out.contains("ACS"), "{out}");
+    }
+
+    #[test]
+    fn refused_group_and_config_errors_fail() {
+        let t = q35();
+        healthy(&t);
+        t.config("[[device]]\naddress = \"00:01.0\"\n");
+        let (code, out) = run(&t);
+        assert_eq!(code, Some(1), "{out}");
+        assert!(
+            out.contains("[FAIL] device group: group 1 of 0000:00:01.0: refused"),
+            "{out}"
+        );
+        t.config("[[device]]\nadress = \"00:01.0\"\n");
+        let (code, out) = run(&t);
+        assert_eq!(code, Some(1), "{out}");
+        assert!(
+            out.contains("[FAIL] config: ")
+                && out.contains("etc/vfio-bind.toml:2:1: unknown field `adress`"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn no_interrupt_remapping_and_low_memlock_warn() {
+        let t = q35();
+        healthy(&t);
+        write(
+            &t,
+            "proc/interrupts",
+            "  24:   0   PCI-MSI 512000-edge   ahci\n",
+        );
+        write(
+            &t,
+            "proc/self/limits",
+            "Max locked memory         8388608              8388608              bytes\n",
+        );
+        t.config("user = 0\n[[device]]\naddress = \"02:00.0\"\n");
+        let (code, out) = run(&t);
+        assert_eq!(code, Some(0), "{out}");
+        assert!(
+            out.contains("[warn] interrupt remapping: not enabled"),
+            "{out}"
+        );
+        assert!(out.contains("allow_unsafe_interrupts=1"), "{out}");
+        assert!(
+            out.contains("[warn] memlock limit: 8192 KiB for this session"),
+            "{out}"
+        );
+        assert!(out.contains("/etc/security/limits.d/vfio.conf"), "{out}");
+    }
+}

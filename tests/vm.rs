@@ -7,11 +7,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn run_scenario(name: &str) {
+    run_scenario_with(name, &[]);
+}
+
+fn run_scenario_with(name: &str, opts: &[&str]) {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let logs = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("vm-logs");
     std::fs::create_dir_all(&logs).unwrap();
     let log = logs.join(format!("{name}.log"));
     let status = Command::new(repo.join("tests/vm/run-guest.sh"))
+        .args(opts)
         .arg(env!("CARGO_BIN_EXE_vfio-bind"))
         .arg(repo.join(format!("tests/vm/scenarios/{name}.sh")))
         .arg(&log)
@@ -110,4 +115,14 @@ fn vm_reload_converges() {
 #[test]
 fn vm_sigkill_between_groups_then_rerun() {
     run_scenario("sigkill");
+}
+
+#[test]
+fn vm_doctor_passes_with_the_emulated_iommu() {
+    run_scenario("doctor");
+}
+
+#[test]
+fn vm_doctor_fails_without_iommu() {
+    run_scenario_with("doctor-noiommu", &["--no-iommu"]);
 }

@@ -10,6 +10,7 @@ use crate::sysfs::{Host, Root};
 
 pub mod apply;
 pub mod check;
+pub mod doctor;
 pub mod list;
 pub mod release;
 pub mod status;

@@ -1,0 +1,498 @@
+//! `vfio-bind doctor`: the checks every passthrough guide walks through, one verdict
+//! each, with the fix when a check fails. Reads only (sysfs, /proc, /lib/modules, /dev,
+//! /etc under the root).
+
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+use super::Context;
+use crate::config;
+use crate::error::Error;
+use crate::names::Names;
+use crate::plan::{self, Action};
+use crate::sysfs::{Host, Root};
+
+/// A check's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verdict {
+    /// Fine.
+    Ok,
+    /// Worth knowing; nothing to do.
+    Info,
+    /// May bite later; passthrough can still work.
+    Warn,
+    /// Blocks passthrough.
+    Fail,
+}
+
+/// One check's result: a title, what was found, and the fix when not fine.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    /// The verdict.
+    pub verdict: Verdict,
+    /// What was checked (`IOMMU`).
+    pub check: &'static str,
+    /// What was found.
+    pub detail: String,
+    /// What to do, for Warn and Fail.
+    pub fix: Option<String>,
+}
+
+fn finding(verdict: Verdict, check: &'static str, detail: impl Into<String>) -> Finding {
+    Finding {
+        verdict,
+        check,
+        detail: detail.into(),
+        fix: None,
+    }
+}
+
+impl Finding {
+    fn fix(mut self, fix: impl Into<String>) -> Self {
+        self.fix = Some(fix.into());
+        self
+    }
+}
+
+fn read(root: &Root, abs: &str) -> String {
+    fs::read_to_string(root.path(abs)).unwrap_or_default()
+}
+
+fn cpu(root: &Root) -> (String, Finding) {
+    let info = read(root, "/proc/cpuinfo");
+    let vendor = info
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("vendor_id")
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_default();
+    let flags: Vec<&str> = info
+        .lines()
+        .find_map(|l| l.strip_prefix("flags"))
+        .map(|f| {
+            f.trim_start_matches([' ', '\t', ':'])
+                .split_whitespace()
+                .collect()
+        })
+        .unwrap_or_default();
+    let f = if flags.contains(&"vmx") {
+        finding(Verdict::Ok, "CPU virtualization", "Intel VT-x (vmx)")
+    } else if flags.contains(&"svm") {
+        finding(Verdict::Ok, "CPU virtualization", "AMD-V (svm)")
+    } else {
+        finding(
+            Verdict::Warn,
+            "CPU virtualization",
+            "no vmx/svm flag in /proc/cpuinfo: KVM will not be available",
+        )
+        .fix(
+            "enable Intel VT-x or AMD-V (SVM) in the firmware setup (VFIO itself works without it)",
+        )
+    };
+    (vendor, f)
+}
+
+fn iommu(root: &Root, host: &Host, vendor: &str) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let units: Vec<String> = fs::read_dir(root.path("/sys/class/iommu"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let cmdline = read(root, "/proc/cmdline");
+    let args: Vec<&str> = cmdline.split_whitespace().collect();
+    let intel = vendor == "GenuineIntel";
+    if host.iommu_enabled() {
+        out.push(finding(
+            Verdict::Ok,
+            "IOMMU",
+            format!(
+                "{} IOMMU groups; IOMMU units: {}",
+                host.groups.len(),
+                if units.is_empty() {
+                    "none listed".to_string()
+                } else {
+                    units.join(", ")
+                }
+            ),
+        ));
+    } else {
+        out.push(
+            finding(
+                Verdict::Fail,
+                "IOMMU",
+                "no IOMMU groups in /sys/kernel/iommu_groups: the IOMMU is off",
+            )
+            .fix(
+                "enable VT-d (Intel) or AMD-Vi/IOMMU (AMD) in the firmware setup; on Intel add \
+                     intel_iommu=on to the kernel command line (/etc/default/grub, \
+                     GRUB_CMDLINE_LINUX; AMD enables it by default, amd_iommu=on if it was turned \
+                     off), update-grub, reboot",
+            ),
+        );
+    }
+    let has = |p: &str| args.iter().any(|a| a.starts_with(p));
+    let iommu_args: Vec<&str> = args
+        .iter()
+        .copied()
+        .filter(|a| {
+            a.starts_with("intel_iommu=") || a.starts_with("amd_iommu=") || a.starts_with("iommu=")
+        })
+        .collect();
+    let detail = if iommu_args.is_empty() {
+        "no IOMMU options".to_string()
+    } else {
+        iommu_args.join(" ")
+    };
+    if intel && !has("intel_iommu=on") && !host.iommu_enabled() {
+        out.push(
+            finding(Verdict::Fail, "kernel command line", detail).fix(
+                "add intel_iommu=on (Intel kernels before 6.2 leave the IOMMU off without it)",
+            ),
+        );
+    } else if !args.contains(&"iommu=pt") {
+        out.push(
+            finding(Verdict::Info, "kernel command line", format!("{detail}; iommu=pt not set"))
+                .fix("iommu=pt keeps host devices in passthrough mode (less IOMMU overhead for the host); optional"),
+        );
+    } else {
+        out.push(finding(Verdict::Ok, "kernel command line", detail));
+    }
+    out
+}
+
+fn interrupt_remapping(root: &Root) -> Finding {
+    let irqs = read(root, "/proc/interrupts");
+    let unsafe_ok = read(
+        root,
+        "/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts",
+    );
+    if irqs.contains("IR-") {
+        finding(
+            Verdict::Ok,
+            "interrupt remapping",
+            "enabled (IR- interrupts in /proc/interrupts)",
+        )
+    } else if unsafe_ok.trim() == "Y" {
+        finding(Verdict::Warn, "interrupt remapping", "not enabled; vfio_iommu_type1 allow_unsafe_interrupts=Y")
+            .fix("a guest can inject interrupts into the host; enable interrupt remapping in the firmware if you can")
+    } else {
+        finding(
+            Verdict::Warn,
+            "interrupt remapping",
+            "not enabled (no IR- interrupts in /proc/interrupts)",
+        )
+        .fix(
+            "vfio_iommu_type1 refuses to attach devices without it: enable it in the firmware \
+                 (VT-d/AMD-Vi interrupt remapping), or, accepting the risk, set \
+                 `options vfio_iommu_type1 allow_unsafe_interrupts=1` in /etc/modprobe.d/",
+        )
+    }
+}
+
+/// Is module `name` (as in modules.dep, `-`/`_` alike) built in or available?
+fn module_known(root: &Root, release: &str, name: &str) -> bool {
+    let norm = |s: &str| s.replace('-', "_");
+    let want = format!("/{}.ko", norm(name));
+    ["modules.dep", "modules.builtin"].iter().any(|f| {
+        read(root, &format!("/lib/modules/{release}/{f}"))
+            .lines()
+            .filter_map(|l| l.split(':').next())
+            .any(|p| {
+                let p = norm(p);
+                p.ends_with(&want) || p.contains(&format!("{want}."))
+            })
+    })
+}
+
+fn modules(root: &Root, driver: &str) -> Vec<Finding> {
+    let release = read(root, "/proc/sys/kernel/osrelease").trim().to_string();
+    let loaded = root.driver_dir(driver).is_dir();
+    let mut out = Vec::new();
+    if loaded {
+        out.push(finding(
+            Verdict::Ok,
+            "vfio modules",
+            format!("{driver} loaded"),
+        ));
+    } else if module_known(root, &release, driver) {
+        out.push(finding(
+            Verdict::Ok,
+            "vfio modules",
+            format!("{driver} available for kernel {release}, not loaded yet (apply loads it)"),
+        ));
+    } else {
+        out.push(
+            finding(
+                Verdict::Fail,
+                "vfio modules",
+                format!("{driver} is neither loaded nor available for kernel {release}"),
+            )
+            .fix(
+                "install the kernel's modules package, or use a kernel built with CONFIG_VFIO_PCI",
+            ),
+        );
+    }
+    let node = root.path("/dev/vfio/vfio");
+    match fs::metadata(&node) {
+        Ok(m) if m.file_type().is_char_device() => {
+            let mode = m.mode() & 0o777;
+            if mode & 0o006 == 0o006 {
+                out.push(finding(
+                    Verdict::Ok,
+                    "/dev/vfio/vfio",
+                    format!("present, mode {mode:04o}"),
+                ));
+            } else {
+                out.push(
+                    finding(
+                        Verdict::Warn,
+                        "/dev/vfio/vfio",
+                        format!("present, mode {mode:04o}: not usable by other users"),
+                    )
+                    .fix("the kernel makes it 0666; a udev rule here restricts it"),
+                );
+            }
+        }
+        Ok(_) => out.push(finding(
+            Verdict::Fail,
+            "/dev/vfio/vfio",
+            "present but not a character device",
+        )),
+        Err(_) if !loaded => out.push(finding(
+            Verdict::Info,
+            "/dev/vfio/vfio",
+            "absent until the vfio module is loaded",
+        )),
+        Err(_) => out.push(
+            finding(
+                Verdict::Fail,
+                "/dev/vfio/vfio",
+                "absent although vfio-pci is loaded",
+            )
+            .fix("is devtmpfs mounted on /dev? (mount -t devtmpfs devtmpfs /dev)"),
+        ),
+    }
+    out
+}
+
+/// `Max locked memory` soft limit in bytes from /proc/self/limits (`None`: unlimited).
+fn memlock(root: &Root) -> Option<Option<u64>> {
+    let limits = read(root, "/proc/self/limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max locked memory"))?;
+    let soft = line
+        .trim_start_matches("Max locked memory")
+        .split_whitespace()
+        .next()?;
+    Some(if soft == "unlimited" {
+        None
+    } else {
+        soft.parse().ok()
+    })
+}
+
+fn memlock_check(root: &Root, user: Option<&str>, guest_mib: u64) -> Finding {
+    let who = user.unwrap_or("root");
+    let need = guest_mib * 1024 * 1024;
+    match memlock(root) {
+        None => finding(Verdict::Info, "memlock limit", "cannot read /proc/self/limits"),
+        Some(None) => finding(Verdict::Ok, "memlock limit", "unlimited for this session"),
+        Some(Some(n)) if n >= need => finding(
+            Verdict::Ok,
+            "memlock limit",
+            format!("{} MiB, enough for a {guest_mib} MiB guest", n / (1024 * 1024)),
+        ),
+        Some(Some(n)) => finding(
+            Verdict::Warn,
+            "memlock limit",
+            format!(
+                "{} KiB for this session; a guest with assigned devices pins all its memory ({guest_mib} MiB)",
+                n / 1024
+            ),
+        )
+        .fix(format!(
+            "libvirt raises the limit for its guests by itself; for QEMU started by {who}, add \
+             `{who} hard memlock {}` and `{who} soft memlock {}` (KiB) to \
+             /etc/security/limits.d/vfio.conf, or LimitMEMLOCK= in its unit",
+            need / 1024 + 1024 * 1024,
+            need / 1024 + 1024 * 1024
+        )),
+    }
+}
+
+/// Run every check; print one line per check (and the fix under it). Exit 0 when
+/// passthrough can work, 1 when something blocks it (a Fail).
+pub fn run(ctx: &Context, guest_mib: u64) -> Result<u8, Error> {
+    let root = &ctx.root;
+    let mut findings = Vec::new();
+    let (vendor, f) = cpu(root);
+    findings.push(f);
+    let host = match Host::read(root) {
+        Ok(h) => h,
+        Err(e) => {
+            findings.push(finding(Verdict::Fail, "sysfs", e.to_string()));
+            Host::default()
+        }
+    };
+    findings.extend(iommu(root, &host, &vendor));
+    findings.push(interrupt_remapping(root));
+
+    let config = config::load(&ctx.config);
+    let driver = config
+        .as_ref()
+        .map(|c| c.driver.clone())
+        .unwrap_or_else(|_| config::DEFAULT_DRIVER.to_string());
+    findings.extend(modules(root, &driver));
+
+    match &config {
+        Err(e) => findings.push(
+            finding(Verdict::Fail, "config", e.to_string())
+                .fix("fix the config (vfio-bind check shows the same)"),
+        ),
+        Ok(c) => {
+            let files = if c.files.is_empty() {
+                "no config file".to_string()
+            } else {
+                c.files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            findings.push(finding(
+                Verdict::Ok,
+                "config",
+                format!(
+                    "{files}: {} device {}",
+                    c.entries.len(),
+                    if c.entries.len() == 1 {
+                        "entry"
+                    } else {
+                        "entries"
+                    }
+                ),
+            ));
+            let user = c
+                .entries
+                .iter()
+                .find_map(|e| e.ownership.user.as_ref().map(|u| u.name.clone()));
+            findings.push(memlock_check(root, user.as_deref(), guest_mib));
+            if host.iommu_enabled() {
+                let mut host = host;
+                host.uses = crate::inuse::read(root);
+                match plan::plan(c, &host) {
+                    Err(e) => findings.push(finding(Verdict::Fail, "config", e.to_string())),
+                    Ok(p) => findings.extend(groups(&p)),
+                }
+            }
+        }
+    }
+
+    let names = ["ok", "info", "warn", "FAIL"];
+    for f in &findings {
+        let head = format!(
+            "[{:^4}] {}: {}",
+            names[f.verdict as usize], f.check, f.detail
+        );
+        let opts = textwrap::Options::new(80)
+            .subsequent_indent("       ")
+            .word_splitter(textwrap::WordSplitter::NoHyphenation);
+        println!("{}", textwrap::fill(&head, opts));
+        if let Some(fix) = &f.fix {
+            let opts = textwrap::Options::new(80)
+                .initial_indent("       fix: ")
+                .subsequent_indent("            ")
+                .word_splitter(textwrap::WordSplitter::NoHyphenation);
+            println!("{}", textwrap::fill(fix, opts));
+        }
+    }
+    let worst = findings
+        .iter()
+        .map(|f| f.verdict)
+        .max()
+        .unwrap_or(Verdict::Ok);
+    if worst == Verdict::Fail {
+        println!("\nPassthrough cannot work yet: fix the FAIL lines above.");
+        Ok(1)
+    } else {
+        println!("\nPassthrough can work on this host.");
+        Ok(0)
+    }
+}
+
+/// Each configured group: who shares it (ACS isolation), and refusals.
+fn groups(p: &plan::Plan) -> Vec<Finding> {
+    let names = Names::none();
+    let mut out = Vec::new();
+    for g in &p.groups {
+        let endpoints: Vec<String> = g
+            .members
+            .iter()
+            .filter(|m| m.action != Action::Bridge)
+            .map(|m| format!("{} {}", m.address, names.class(m.class)))
+            .collect();
+        let named: Vec<String> = g
+            .members
+            .iter()
+            .filter(|m| m.entry.is_some())
+            .map(|m| m.address.to_string())
+            .collect();
+        if g.is_refused() {
+            let why: Vec<String> = g
+                .refusals
+                .iter()
+                .map(|r| format!("{} {}", r.member, r.reason))
+                .collect();
+            out.push(
+                finding(
+                    Verdict::Fail,
+                    "device group",
+                    format!("group {} of {}: refused", g.group, named.join(", ")),
+                )
+                .fix(why.join("; ")),
+            );
+        } else if endpoints.len() > 1 {
+            out.push(
+                finding(
+                    Verdict::Warn,
+                    "device group",
+                    format!("group {} of {} also holds: {}", g.group, named.join(", "), endpoints.join("; ")),
+                )
+                .fix(
+                    "every device in a group goes to the VM together. Without ACS isolation between \
+                     them they cannot be split: try another slot (one wired to the CPU's root port), \
+                     or pass them all through. The ACS override kernel patch removes the isolation \
+                     guarantee: avoid it",
+                ),
+            );
+        } else {
+            out.push(finding(
+                Verdict::Ok,
+                "device group",
+                format!(
+                    "group {} of {}: alone in its group",
+                    g.group,
+                    named.join(", ")
+                ),
+            ));
+        }
+    }
+    for prob in &p.problems {
+        let v = if prob.error {
+            Verdict::Fail
+        } else {
+            Verdict::Warn
+        };
+        out.push(finding(
+            v,
+            "device group",
+            format!("{}: {}", prob.origin, prob.message),
+        ));
+    }
+    out
+}
