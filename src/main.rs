@@ -18,8 +18,8 @@ struct Cli {
     #[arg(long, value_name = "PATH", global = true)]
     config: Option<PathBuf>,
 
-    /// Take every absolute path (/sys, /dev, /etc, /run) under DIR; for tests and
-    /// offline inspection. Kernel modules are never loaded under a root.
+    /// Take every absolute path (/sys, /proc, /dev, /etc, /run, /usr/share) under DIR; for
+    /// tests and offline inspection. Kernel modules are never loaded under a root.
     #[arg(long, value_name = "DIR", env = "VFIO_BIND_ROOT", global = true)]
     root: Option<PathBuf>,
 

@@ -3,7 +3,8 @@
 # guest kernel. Idempotent; safe to run before every test run.
 #
 #   - Debian packages: qemu-system-x86 (the guest), busybox-static (its userland),
-#     kmod (depmod for the guest's modules.dep), cpio (the initramfs).
+#     kmod (depmod for the guest's modules.dep), cpio (the initramfs), e2fsprogs (its
+#     disk), make and groff-base (install and man page tests).
 #   - The kernel that Debian's linux-image-amd64 depends on, downloaded with
 #     `apt-get download` and unpacked into the cache (no install on this machine).
 #
@@ -18,6 +19,9 @@ command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v depmod >/dev/null || need+=(kmod)
 command -v cpio >/dev/null || need+=(cpio)
+command -v make >/dev/null || need+=(make)            # tests/install.rs
+command -v groff >/dev/null || need+=(groff-base)     # man page checks
+command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)  # the guest's virtio disk
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing ${need[*]}" >&2
     if [ "$(id -u)" != 0 ]; then
