@@ -189,7 +189,28 @@ fn apply_on_bound_host_is_a_noop() {
         "{}",
         stderr(&o)
     );
-    assert_eq!(before, t.state(), "no-op apply wrote something");
+    // Nothing changed but the udev rule that keeps the node's ownership through later
+    // udev events; a second run changes nothing at all.
+    let mut after = t.state();
+    after
+        .remove("run/udev/rules.d/70-vfio-bind.rules")
+        .expect("udev rule written");
+    for k in ["run/udev", "run/udev/rules.d"] {
+        after.remove(k);
+    }
+    assert_eq!(before, after, "no-op apply wrote to sysfs or /dev");
+    let again = t.state();
+    assert_eq!(t.run(&["apply"]).status.code(), Some(0));
+    assert_eq!(again, t.state(), "second apply wrote something");
+    let text = std::fs::read_to_string(t.path("run/udev/rules.d/70-vfio-bind.rules")).unwrap();
+    let uid = nix::unistd::getuid().as_raw();
+    let gid = nix::unistd::getgid().as_raw();
+    assert!(
+        text.contains(&format!(
+            "SUBSYSTEM==\"vfio\", KERNEL==\"1\", OWNER=\"{uid}\", GROUP=\"{gid}\", MODE=\"0640\""
+        )),
+        "{text}"
+    );
 }
 
 #[test]

@@ -26,9 +26,14 @@ pub fn run(ctx: &Context, dry_run: bool) -> Result<u8, Error> {
     for o in &outcomes {
         changed += o.changed.len() + usize::from(o.node_changed);
     }
+    let rules = apply::sync_udev_rules(&ctx.root, &plan, &outcomes);
+    if let Err(e) = &rules {
+        log::error!("{e}");
+    }
     let summary = report::summary(&plan, &released, &outcomes);
-    let failed =
-        outcomes.iter().any(|o| o.result.is_err()) || released.iter().any(|r| r.result.is_err());
+    let failed = outcomes.iter().any(|o| o.result.is_err())
+        || released.iter().any(|r| r.result.is_err())
+        || rules.is_err();
     if changed == 0 && !failed && !plan.groups.is_empty() {
         log::info!("{summary} (already in place, nothing changed)");
     } else {

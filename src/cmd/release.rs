@@ -78,6 +78,18 @@ pub fn run(ctx: &Context, addrs: &[String], all: bool) -> Result<u8, Error> {
             result,
         });
     }
+    // Groups with nothing of vfio-bind's left lose their udev ownership rule.
+    let mut gone: Vec<u32> = Vec::new();
+    for o in outcomes.iter().filter(|o| o.result.is_ok()) {
+        if let Some(g) = host.devices.get(&o.address).and_then(|d| d.iommu_group) {
+            if !host.state.records().any(|(_, r)| r.group == g) && !gone.contains(&g) {
+                gone.push(g);
+            }
+        }
+    }
+    if let Err(e) = apply::forget_udev_rules(&ctx.root, &gone) {
+        log::error!("{e}");
+    }
     let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
     log::info!(
         "released {} of {} devices",
