@@ -234,7 +234,7 @@ pub fn ensure_driver(root: &Root, driver: &str, timeout: Duration) -> Result<boo
 }
 
 /// Run the bind protocol for one member. Returns whether anything was written.
-fn bind_member(root: &Root, m: &MemberPlan, opts: &Options) -> Result<(), ApplyError> {
+fn bind_member(root: &Root, group: u32, m: &MemberPlan, opts: &Options) -> Result<(), ApplyError> {
     let addr = m.address;
     let dev = addr.to_string();
     let dir = root.device_dir(addr);
@@ -243,7 +243,7 @@ fn bind_member(root: &Root, m: &MemberPlan, opts: &Options) -> Result<(), ApplyE
     };
     write_attr(&dev, &dir.join("driver_override"), driver)?;
     if let Action::SetOverride { .. } = m.action {
-        log::info!(VFIO_BIND_ADDRESS = dev.as_str(), VFIO_BIND_DRIVER = driver, VFIO_BIND_ACTION = "override";
+        log::info!(VFIO_BIND_ADDRESS = dev.as_str(), VFIO_BIND_GROUP = group, VFIO_BIND_DRIVER = driver, VFIO_BIND_ACTION = "override";
             "{dev}: already on {driver}; driver_override set to {driver}");
         return Ok(());
     }
@@ -261,7 +261,7 @@ fn bind_member(root: &Root, m: &MemberPlan, opts: &Options) -> Result<(), ApplyE
     }
     wait_driver(root, addr, Some(driver), opts.bind_timeout)?;
     let was = m.driver.as_deref().unwrap_or("no driver");
-    log::info!(VFIO_BIND_ADDRESS = dev.as_str(), VFIO_BIND_DRIVER = driver, VFIO_BIND_ACTION = "bind";
+    log::info!(VFIO_BIND_ADDRESS = dev.as_str(), VFIO_BIND_GROUP = group, VFIO_BIND_DRIVER = driver, VFIO_BIND_ACTION = "bind";
         "{dev}: bound to {driver} (was {was})");
     Ok(())
 }
@@ -272,7 +272,12 @@ fn bind_member(root: &Root, m: &MemberPlan, opts: &Options) -> Result<(), ApplyE
 /// (`pci_match_device`), so the override is first cleared (or set to the previous
 /// driver), the previous driver bound and verified, and only then the snapshot's override
 /// put back. A device that is gone (hot-unplug) counts as restored.
-fn restore_member(root: &Root, m: &MemberPlan, opts: &Options) -> Result<(), ApplyError> {
+fn restore_member(
+    root: &Root,
+    group: u32,
+    m: &MemberPlan,
+    opts: &Options,
+) -> Result<(), ApplyError> {
     let addr = m.address;
     let dev = addr.to_string();
     let dir = root.device_dir(addr);
@@ -300,7 +305,7 @@ fn restore_member(root: &Root, m: &MemberPlan, opts: &Options) -> Result<(), App
     if prev_override != interim {
         write_attr(&dev, &dir.join("driver_override"), &prev_override)?;
     }
-    log::info!(VFIO_BIND_ADDRESS = dev.as_str(), VFIO_BIND_DRIVER = m.driver.as_deref().unwrap_or(""), VFIO_BIND_ACTION = "rollback";
+    log::info!(VFIO_BIND_ADDRESS = dev.as_str(), VFIO_BIND_GROUP = group, VFIO_BIND_DRIVER = m.driver.as_deref().unwrap_or(""), VFIO_BIND_ACTION = "rollback";
         "{dev}: rolled back to {}", m.driver.as_deref().unwrap_or("no driver"));
     Ok(())
 }
@@ -331,6 +336,14 @@ fn set_node(root: &Root, group: u32, want: &Ownership, opts: &Options) -> Result
         }
     };
     let mut changed = false;
+    // chmod first, while root may still own the node (no CAP_FOWNER needed then).
+    if let Some(mode) = want.mode {
+        if meta.mode() & 0o7777 != mode {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+                .map_err(|e| fail(format!("chmod {mode:04o} failed: {e}")))?;
+            changed = true;
+        }
+    }
     let uid = want
         .user
         .as_ref()
@@ -349,13 +362,6 @@ fn set_node(root: &Root, group: u32, want: &Ownership, opts: &Options) -> Result
         )
         .map_err(|e| fail(format!("chown failed: {} ({e})", e.desc())))?;
         changed = true;
-    }
-    if let Some(mode) = want.mode {
-        if meta.mode() & 0o7777 != mode {
-            fs::set_permissions(&path, fs::Permissions::from_mode(mode))
-                .map_err(|e| fail(format!("chmod {mode:04o} failed: {e}")))?;
-            changed = true;
-        }
     }
     if changed {
         log::info!(VFIO_BIND_GROUP = group, VFIO_BIND_ACTION = "ownership";
@@ -442,7 +448,7 @@ pub fn apply_group(root: &Root, g: &GroupPlan, state: &mut State, opts: &Options
     if result.is_ok() {
         for m in g.members.iter().filter(|m| m.action.writes()) {
             out.changed.push(m.address);
-            if let Err(e) = bind_member(root, m, opts) {
+            if let Err(e) = bind_member(root, g.group, m, opts) {
                 result = Err(e);
                 break;
             }
@@ -469,7 +475,7 @@ pub fn apply_group(root: &Root, g: &GroupPlan, state: &mut State, opts: &Options
                 .iter()
                 .find(|m| m.address == *addr)
                 .expect("member");
-            match restore_member(root, m, opts) {
+            match restore_member(root, g.group, m, opts) {
                 Ok(()) => {
                     if intents.contains(addr) {
                         state.remove(*addr);
@@ -587,7 +593,8 @@ pub fn release_device(
         });
     }
     let shown = end.as_deref().unwrap_or("no driver");
-    log::info!(VFIO_BIND_ADDRESS = dev.as_str(), VFIO_BIND_DRIVER = end.as_deref().unwrap_or(""), VFIO_BIND_ACTION = "release";
+    let group = record.map(|r| r.group.to_string()).unwrap_or_default();
+    log::info!(VFIO_BIND_ADDRESS = dev.as_str(), VFIO_BIND_GROUP = group.as_str(), VFIO_BIND_DRIVER = end.as_deref().unwrap_or(""), VFIO_BIND_ACTION = "release";
         "{dev}: released to {shown}");
     Ok(end)
 }
@@ -708,7 +715,7 @@ fn write_udev_rules(root: &Root, lines: &[String]) -> Result<(), ApplyError> {
     }
     if root.is_host() {
         match Command::new("udevadm")
-            .args(["control", "--reload"])
+            .args(["control", "--reload", "--timeout=5"])
             .stdin(Stdio::null())
             .output()
         {

@@ -148,6 +148,11 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             log::error!("{e}");
+            let first = e.to_string();
+            vfio_bind::report::notify_status(&format!(
+                "failed: {}",
+                first.lines().next().unwrap_or_default()
+            ));
             let mut source = std::error::Error::source(&e);
             while let Some(cause) = source {
                 log::error!("  caused by: {cause}");
