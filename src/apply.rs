@@ -684,6 +684,12 @@ fn udev_line(group: u32, o: &Ownership) -> String {
 /// Errors: [`ApplyError::Write`] naming the file and errno.
 fn write_udev_rules(root: &Root, lines: &[String]) -> Result<(), ApplyError> {
     let path = root.path(UDEV_RULES);
+    let rules_dir = path.parent().expect("rules file has a directory");
+    if !rules_dir.parent().is_some_and(Path::is_dir) {
+        // No /run/udev: udev is not running, so nothing will reset the nodes.
+        log::debug!("no {}: not writing udev rules", rules_dir.display());
+        return Ok(());
+    }
     let old = fs::read_to_string(&path).ok();
     let new = (!lines.is_empty()).then(|| format!("{UDEV_HEADER}{}\n", lines.join("\n")));
     if old == new {

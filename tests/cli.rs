@@ -180,6 +180,7 @@ fn status_exits_1_when_not_bound() {
 #[test]
 fn apply_on_bound_host_is_a_noop() {
     let t = bound();
+    std::fs::create_dir_all(t.path("run/udev")).unwrap(); // udev is running
     let before = t.state();
     let o = t.run(&["apply"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -195,9 +196,7 @@ fn apply_on_bound_host_is_a_noop() {
     after
         .remove("run/udev/rules.d/70-vfio-bind.rules")
         .expect("udev rule written");
-    for k in ["run/udev", "run/udev/rules.d"] {
-        after.remove(k);
-    }
+    after.remove("run/udev/rules.d");
     assert_eq!(before, after, "no-op apply wrote to sysfs or /dev");
     let again = t.state();
     assert_eq!(t.run(&["apply"]).status.code(), Some(0));
