@@ -1,0 +1,222 @@
+//! Scale benchmark: the release binary on generated sysfs trees of many devices.
+//!
+//! For each host size it times `list`, `check`, `apply --dry-run` and a no-op `apply`
+//! (every device already on vfio-pci with its override set) and records each run's peak
+//! RSS (`wait4` rusage). It also measures boot cost: a no-op `apply` on a 256-device host
+//! as a ratio to `true`, timed side by side in the same loop.
+//!
+//!   cargo bench --bench scale              # 64, 1024, 8192 devices, 7 runs each
+//!   cargo bench --bench scale -- --quick   # 64, 256, 1024 devices, 3 runs (CI)
+//!
+//! Devices are all `15b3:101e` (an SR-IOV virtual function), in IOMMU groups of 1 to 8
+//! members, one config entry `id = "15b3:101e"` naming them all. When the machine has a
+//! pci.ids (package `pci.ids` or `hwdata`), it is copied into the tree so `list` pays
+//! for names as it would on a real host. Results go to stdout and to
+//! target/bench/scale.md.
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ID: (&str, &str) = ("15b3", "101e");
+
+/// Lay out `n` devices under `root` as the kernel does (see tests/common/mod.rs).
+fn generate(root: &Path, n: usize) {
+    let sys = root.join("sys");
+    for d in [
+        "devices/pci0000:00",
+        "bus/pci/devices",
+        "bus/pci/drivers/vfio-pci",
+        "kernel/iommu_groups",
+    ] {
+        fs::create_dir_all(sys.join(d)).unwrap();
+    }
+    fs::create_dir_all(root.join("etc")).unwrap();
+    fs::create_dir_all(root.join("run")).unwrap();
+    fs::write(sys.join("bus/pci/drivers_probe"), "").unwrap();
+    fs::write(
+        root.join("etc/vfio-bind.toml"),
+        format!("[[device]]\nid = \"{}:{}\"\n", ID.0, ID.1),
+    )
+    .unwrap();
+    for p in ["/usr/share/hwdata/pci.ids", "/usr/share/misc/pci.ids"] {
+        if Path::new(p).is_file() {
+            let dest = root.join(p.trim_start_matches('/'));
+            fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            fs::copy(p, dest).unwrap();
+            break;
+        }
+    }
+    let mut config = vec![0u8; 64];
+    config[0..2].copy_from_slice(&0x15b3u16.to_le_bytes());
+    config[2..4].copy_from_slice(&0x101eu16.to_le_bytes());
+    let (mut group, mut left, mut size) = (0u32, 0usize, 0usize);
+    for i in 0..n {
+        if left == 0 {
+            group += 1;
+            size = size % 8 + 1;
+            left = size;
+            fs::create_dir_all(sys.join(format!("kernel/iommu_groups/{group}/devices"))).unwrap();
+        }
+        left -= 1;
+        let bdf = format!("0000:{:02x}:{:02x}.{}", 1 + i / 256, (i / 8) % 32, i % 8);
+        let dir = sys.join(format!("devices/pci0000:00/{bdf}"));
+        fs::create_dir_all(&dir).unwrap();
+        for (f, v) in [
+            ("vendor", format!("0x{}\n", ID.0)),
+            ("device", format!("0x{}\n", ID.1)),
+            ("subsystem_vendor", "0x15b3\n".into()),
+            ("subsystem_device", "0x0001\n".into()),
+            ("class", "0x020000\n".into()),
+            ("driver_override", "vfio-pci\n".into()),
+        ] {
+            fs::write(dir.join(f), v).unwrap();
+        }
+        fs::write(dir.join("config"), &config).unwrap();
+        symlink("../../../bus/pci/drivers/vfio-pci", dir.join("driver")).unwrap();
+        symlink(
+            format!("../../../kernel/iommu_groups/{group}"),
+            dir.join("iommu_group"),
+        )
+        .unwrap();
+        symlink(
+            format!("../../../devices/pci0000:00/{bdf}"),
+            sys.join(format!("bus/pci/devices/{bdf}")),
+        )
+        .unwrap();
+        symlink(
+            format!("../../../../devices/pci0000:00/{bdf}"),
+            sys.join(format!("kernel/iommu_groups/{group}/devices/{bdf}")),
+        )
+        .unwrap();
+    }
+}
+
+/// Run a command to completion; wall time and peak RSS (KiB) from wait4. (The child is
+/// reaped by wait4 itself, not by `Child::wait`, to get its own rusage.)
+#[allow(clippy::zombie_processes)]
+fn run(cmd: &mut Command) -> (Duration, u64, i32) {
+    let start = Instant::now();
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut status = 0;
+    let mut usage: nix::libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 on our own child's pid with valid pointers.
+    let r = unsafe { nix::libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let wall = start.elapsed();
+    assert_eq!(r, child.id() as i32, "wait4 failed");
+    let code = if nix::libc::WIFEXITED(status) {
+        nix::libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    (wall, usage.ru_maxrss as u64, code)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn binary() -> PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let st = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--locked", "--bin", "vfio-bind"])
+        .current_dir(repo)
+        .status()
+        .expect("cargo build");
+    assert!(st.success());
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo.join("target"));
+    target.join("release/vfio-bind")
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick")
+        || std::env::var_os("VFIO_BIND_BENCH_QUICK").is_some();
+    let (sizes, runs): (&[usize], usize) = if quick {
+        (&[64, 256, 1024], 3)
+    } else {
+        (&[64, 1024, 8192], 7)
+    };
+    let bin = binary();
+    let mut out = String::new();
+    out.push_str(&format!(
+        "## Scale ({} mode, {runs} runs each, median wall time, peak RSS)\n\n",
+        if quick { "quick" } else { "full" }
+    ));
+    out.push_str(
+        "| devices | command | wall ms | µs / device | peak RSS KiB |\n|---:|---|---:|---:|---:|\n",
+    );
+    let commands: [&[&str]; 4] = [&["list"], &["check"], &["apply", "--dry-run"], &["apply"]];
+    let mut per_device: Vec<(usize, &str, f64, u64)> = Vec::new();
+    for &n in sizes {
+        let dir = tempfile::tempdir().unwrap();
+        generate(dir.path(), n);
+        for args in commands {
+            let mut walls = Vec::new();
+            let mut rss = 0;
+            for _ in 0..runs {
+                let (w, r, code) = run(Command::new(&bin).arg("--root").arg(dir.path()).args(args));
+                assert_eq!(code, 0, "{args:?} on {n} devices exited {code}");
+                walls.push(w);
+                rss = rss.max(r);
+            }
+            let m = median(walls);
+            let us = m.as_secs_f64() * 1e6 / n as f64;
+            let name = args.join(" ");
+            out.push_str(&format!(
+                "| {n} | `{name}` | {:.1} | {us:.1} | {rss} |\n",
+                m.as_secs_f64() * 1e3
+            ));
+            per_device.push((n, args[0], us, rss));
+        }
+    }
+    out.push_str("\nTime per device, largest over smallest host (flat = 1.00; target ≤ 1.25 for full mode):\n\n");
+    for (i, args) in commands.iter().enumerate() {
+        let first = per_device[i];
+        let last = per_device[(sizes.len() - 1) * commands.len() + i];
+        out.push_str(&format!(
+            "- `{}`: {:.1} µs at {} devices, {:.1} µs at {}: ratio {:.2}; peak RSS {} KiB\n",
+            args.join(" "),
+            first.2,
+            first.0,
+            last.2,
+            last.0,
+            last.2 / first.2,
+            last.3
+        ));
+    }
+
+    // Boot cost: a no-op apply on 256 devices against `true`, interleaved.
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path(), 256);
+    let (mut a, mut t) = (Vec::new(), Vec::new());
+    for _ in 0..(runs * 3) {
+        a.push(
+            run(Command::new(&bin)
+                .arg("--root")
+                .arg(dir.path())
+                .arg("apply"))
+            .0,
+        );
+        t.push(run(&mut Command::new("true")).0);
+    }
+    let (a, t) = (median(a), median(t));
+    out.push_str(&format!(
+        "\n## Boot cost\n\nNo-op `apply` on 256 devices: {:.2} ms; `true`: {:.2} ms; ratio {:.1}\n",
+        a.as_secs_f64() * 1e3,
+        t.as_secs_f64() * 1e3,
+        a.as_secs_f64() / t.as_secs_f64()
+    ));
+    print!("{out}");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    fs::create_dir_all(repo.join("target/bench")).unwrap();
+    fs::write(repo.join("target/bench/scale.md"), &out).unwrap();
+}
