@@ -292,7 +292,7 @@ fn restore_member(
         device: addr,
         source,
     })?;
-    if now != m.driver {
+    if now.as_deref() != m.driver.as_deref() {
         if now.is_some() {
             write_attr(&dev, &dir.join("driver").join("unbind"), &dev)?;
         }
@@ -426,8 +426,8 @@ pub fn apply_group(root: &Root, g: &GroupPlan, state: &mut State, opts: &Options
                 Record {
                     driver: target,
                     group: g.group,
-                    previous_driver: m.driver.clone(),
-                    previous_override: m.driver_override.clone(),
+                    previous_driver: m.driver.as_deref().map(str::to_string),
+                    previous_override: m.driver_override.as_deref().map(str::to_string),
                 }
             }
         };

@@ -16,7 +16,7 @@ use thiserror::Error;
 use crate::config::{Config, Entry, Origin, Ownership, Selector};
 use crate::pci::{ClassCode, PciAddress, PciId};
 use crate::state::Record;
-use crate::sysfs::Host;
+use crate::sysfs::{Host, Name};
 
 /// A plan that cannot be made because the config contradicts itself on this host.
 /// Treated as a config error (exit 2): nothing has been touched.
@@ -37,19 +37,19 @@ pub enum Action {
     /// Already on the target driver with `driver_override` set to it: nothing to do.
     Keep {
         /// The target driver.
-        driver: String,
+        driver: Name,
     },
     /// Already on the target driver, but `driver_override` does not name it: set the
     /// override so a later reprobe or rescan keeps the device there; no rebind.
     SetOverride {
         /// The target driver.
-        driver: String,
+        driver: Name,
     },
     /// Run the bind protocol: override, unbind from the current driver if any, reprobe,
     /// verify.
     Bind {
         /// The target driver.
-        driver: String,
+        driver: Name,
     },
 }
 
@@ -80,9 +80,9 @@ pub struct MemberPlan {
     /// Class code.
     pub class: ClassCode,
     /// Driver bound at snapshot time.
-    pub driver: Option<String>,
+    pub driver: Option<Name>,
     /// `driver_override` at snapshot time.
-    pub driver_override: Option<String>,
+    pub driver_override: Option<Name>,
     /// The entry (1-based index) that names this device, if any; `None` for a member
     /// included only because it shares the group.
     pub entry: Option<usize>,
@@ -192,6 +192,13 @@ fn companion_driver(driver: &str) -> String {
     }
 }
 
+fn intern(names: &mut BTreeMap<String, Name>, s: &str) -> Name {
+    names
+        .entry(s.to_string())
+        .or_insert_with(|| Name::from(s))
+        .clone()
+}
+
 /// Build the plan for `config` on `host`.
 ///
 /// Errors: [`PlanError`] when two entries ask for different drivers for one device, or
@@ -265,6 +272,8 @@ pub fn plan(config: &Config, host: &Host) -> Result<Plan, PlanError> {
         }
     }
 
+    // One shared name per target driver, however many members go to it.
+    let mut names: BTreeMap<String, Name> = BTreeMap::new();
     for (&number, entries) in &group_entries {
         let group = &host.groups[&number];
         let first = entries[0];
@@ -293,12 +302,13 @@ pub fn plan(config: &Config, host: &Host) -> Result<Plan, PlanError> {
                     driver: dev.driver.clone().expect("viable_now has a driver"),
                 }
             } else {
-                let driver = match entry {
+                let wanted = match entry {
                     Some(e) => e.driver.clone(),
                     None => companion_driver(&first.driver),
                 };
-                let on_target = dev.driver.as_deref() == Some(driver.as_str());
-                let override_set = dev.driver_override.as_deref() == Some(driver.as_str());
+                let driver = intern(&mut names, &wanted);
+                let on_target = dev.driver.as_deref() == Some(&*driver);
+                let override_set = dev.driver_override.as_deref() == Some(&*driver);
                 match (on_target, override_set) {
                     (true, true) => Action::Keep { driver },
                     (true, false) => Action::SetOverride { driver },
@@ -354,17 +364,18 @@ pub fn plan(config: &Config, host: &Host) -> Result<Plan, PlanError> {
     }
 
     // Reload convergence: what vfio-bind bound earlier and no planned group holds now.
+    let planned: std::collections::BTreeSet<PciAddress> = plan
+        .groups
+        .iter()
+        .flat_map(|g| g.members.iter().map(|m| m.address))
+        .collect();
     for (address, record) in host.state.records() {
-        let planned = plan
-            .groups
-            .iter()
-            .any(|g| g.members.iter().any(|m| m.address == address));
-        if !planned {
+        if !planned.contains(&address) {
             let dev = host.devices.get(&address);
             plan.releases.push(ReleasePlan {
                 address,
                 record: record.clone(),
-                driver: dev.and_then(|d| d.driver.clone()),
+                driver: dev.and_then(|d| d.driver.as_deref().map(str::to_string)),
                 present: dev.is_some(),
             });
         }
@@ -538,7 +549,7 @@ mod tests {
                     subsystem: Some("1af4:1100".parse().unwrap()),
                     class: ClassCode(class),
                     header,
-                    driver: driver.map(str::to_string),
+                    driver: driver.map(Name::from),
                     driver_override: None,
                     iommu_group: Some(group),
                     boot_vga: false,
@@ -566,7 +577,7 @@ mod tests {
                 .devices
                 .get_mut(&addr.parse().unwrap())
                 .unwrap()
-                .driver_override = Some(drv.to_string());
+                .driver_override = Some(Name::from(drv));
             self
         }
         fn build(self) -> Host {

@@ -81,6 +81,25 @@ fn read_err(path: &Path) -> impl FnOnce(io::Error) -> ReadError + '_ {
     }
 }
 
+/// A kernel driver name (`vfio-pci`), shared: a host has thousands of devices but a
+/// handful of drivers, so each name is allocated once per snapshot.
+pub type Name = std::sync::Arc<str>;
+
+/// Hands out one shared [`Name`] per distinct string.
+#[derive(Default)]
+struct Interner(std::collections::HashMap<String, Name>);
+
+impl Interner {
+    fn get(&mut self, s: &str) -> Name {
+        if let Some(n) = self.0.get(s) {
+            return n.clone();
+        }
+        let n: Name = Name::from(s);
+        self.0.insert(s.to_string(), n.clone());
+        n
+    }
+}
+
 /// One PCI device as sysfs shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Device {
@@ -95,9 +114,9 @@ pub struct Device {
     /// Header type from config-space byte 0x0e.
     pub header: HeaderType,
     /// Name of the bound driver (basename of the `driver` link), if any.
-    pub driver: Option<String>,
+    pub driver: Option<Name>,
     /// Content of `driver_override`; `None` when it reads `(null)` or is empty.
-    pub driver_override: Option<String>,
+    pub driver_override: Option<Name>,
     /// IOMMU group number (basename of the `iommu_group` link), if any.
     pub iommu_group: Option<u32>,
     /// `boot_vga` reads 1: the firmware's boot display device.
@@ -152,11 +171,19 @@ impl Host {
         let mut host = Host::default();
 
         let devdir = root.path("/sys/bus/pci/devices");
-        for name in list_dir(&devdir)? {
-            let Ok(address) = name.parse::<PciAddress>() else {
+        let mut names = Interner::default();
+        // Iterated, not collected: on hosts with thousands of functions the listing
+        // would be the biggest allocation of the run.
+        for entry in fs::read_dir(&devdir).map_err(read_err(&devdir))? {
+            let entry = entry.map_err(read_err(&devdir))?;
+            let Some(address) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<PciAddress>().ok())
+            else {
                 continue;
             };
-            match read_device(root, address) {
+            match read_device(root, address, &mut names) {
                 Ok(d) => {
                     host.devices.insert(address, d);
                 }
@@ -279,7 +306,11 @@ pub fn read_override(root: &Root, addr: PciAddress) -> Result<Option<String>, Re
     }
 }
 
-fn read_device(root: &Root, address: PciAddress) -> Result<Device, ReadError> {
+fn read_device(
+    root: &Root,
+    address: PciAddress,
+    names: &mut Interner,
+) -> Result<Device, ReadError> {
     let dir = root.device_dir(address);
     let id = PciId {
         vendor: read_hex(&dir.join("vendor"))? as u16,
@@ -297,10 +328,9 @@ fn read_device(root: &Root, address: PciAddress) -> Result<Device, ReadError> {
     };
     let class = ClassCode(read_hex(&dir.join("class"))?);
     let header = read_header_type(&dir.join("config"), class)?;
-    let boot_vga = match fs::read_to_string(dir.join("boot_vga")) {
-        Ok(s) => s.trim() == "1",
-        Err(_) => false,
-    };
+    // The kernel creates boot_vga for display-class devices only.
+    let boot_vga = class.base() == 0x03
+        && fs::read_to_string(dir.join("boot_vga")).is_ok_and(|s| s.trim() == "1");
     let iommu_group = link_name(&dir.join("iommu_group"))?.and_then(|n| n.parse().ok());
     Ok(Device {
         address,
@@ -308,8 +338,8 @@ fn read_device(root: &Root, address: PciAddress) -> Result<Device, ReadError> {
         subsystem,
         class,
         header,
-        driver: link_name(&dir.join("driver"))?,
-        driver_override: read_override(root, address)?,
+        driver: link_name(&dir.join("driver"))?.map(|d| names.get(&d)),
+        driver_override: read_override(root, address)?.map(|d| names.get(&d)),
         iommu_group,
         boot_vga,
     })

@@ -52,8 +52,8 @@ impl JsonDevice {
             device_name: names.device(d.id).map(str::to_string),
             class: format!("{:06x}", d.class.0),
             class_name: names.class(d.class),
-            driver: d.driver.clone(),
-            driver_override: d.driver_override.clone(),
+            driver: d.driver.as_deref().map(str::to_string),
+            driver_override: d.driver_override.as_deref().map(str::to_string),
             bridge: d.is_bridge(),
             boot_vga: d.boot_vga,
         }
@@ -156,7 +156,7 @@ pub fn fit(text: &str, width: usize) -> String {
 /// Print every group. Exit 0; 1 when the IOMMU is off.
 pub fn run(ctx: &Context, as_json: bool) -> Result<u8, Error> {
     let host = ctx.host()?;
-    let names = Names::load(&ctx.root);
+    let names = Names::load(&ctx.root, host.devices.values().map(|d| d.id));
     if as_json {
         print!("{}", json(&host, &names));
     } else {

@@ -45,11 +45,11 @@ impl Context {
         Ok(host)
     }
 
-    /// The full snapshot for planning: [`Context::host`] plus host use beneath each
-    /// device and vfio-bind's own state.
+    /// The snapshot for planning: [`Context::host`] plus vfio-bind's own state. What the
+    /// host uses beneath its devices (mounts, swap, interfaces) is read by
+    /// [`Context::plan`] only when some group needs a write.
     pub fn snapshot(&self) -> Result<Host, Error> {
         let mut host = self.host()?;
-        host.uses = crate::inuse::read(&self.root);
         host.state = State::load(&self.root)?;
         Ok(host)
     }
@@ -64,8 +64,14 @@ impl Context {
     pub fn plan(&self, lock: Option<&str>) -> Result<(Config, Option<Lock>, Host, Plan), Error> {
         let config = config::load(&self.config)?;
         let lock = lock.map(|w| self.lock(w)).transpose()?;
-        let host = self.snapshot()?;
-        let plan = plan::plan(&config, &host)?;
+        let mut host = self.snapshot()?;
+        let mut plan = plan::plan(&config, &host)?;
+        // The guards matter only where something is written: a no-op apply (every group
+        // already bound) does not scan block devices, mounts and interfaces.
+        if plan.groups.iter().any(|g| !g.is_bound()) {
+            host.uses = crate::inuse::read(&self.root);
+            plan = plan::plan(&config, &host)?;
+        }
         Ok((config, lock, host, plan))
     }
 }

@@ -305,7 +305,12 @@ fn render(st: &Status) -> String {
 /// node as configured and nothing is left to release; 1 otherwise.
 pub fn run(ctx: &Context, as_json: bool) -> Result<u8, Error> {
     let (_config, _lock, host, plan) = ctx.plan(None)?;
-    let names = Names::load(&ctx.root);
+    let names = Names::load(
+        &ctx.root,
+        plan.groups
+            .iter()
+            .flat_map(|g| g.members.iter().map(|m| m.id)),
+    );
     let st = build(&ctx.root, &host, &plan, &names);
     if as_json {
         println!("{}", serde_json::to_string_pretty(&st).expect("serializes"));
