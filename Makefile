@@ -5,6 +5,7 @@
 #                         so `make && sudo make install` runs cargo as the user only
 #   make uninstall        remove what install put there, except the config
 #   make check            every test (tests/run.sh)
+#   make bench            the benchmarks (BENCHMARKS.md); make bench-quick: CI's short run
 #   make clean
 #
 # Packagers: make install DESTDIR=debian/tmp PREFIX=/usr. Man pages are installed
@@ -43,7 +44,7 @@ COMPDIR ?= $(CARGO_TARGET_DIR)/completions
 COMPLETIONS := $(COMPDIR)/vfio-bind.bash $(COMPDIR)/_vfio-bind $(COMPDIR)/vfio-bind.fish
 SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock
 
-.PHONY: all build completions install uninstall check clean
+.PHONY: all build completions install uninstall check bench bench-quick clean
 
 all: build
 
@@ -98,6 +99,15 @@ uninstall:
 
 check:
 	tests/run.sh
+
+# Benchmarks (BENCHMARKS.md): scale on generated hosts, and the real kernel in a guest.
+bench:
+	$(CARGO) bench $(CARGOFLAGS) --bench scale
+	bench/realkernel.sh
+
+bench-quick:
+	$(CARGO) bench $(CARGOFLAGS) --bench scale -- --quick
+	bench/realkernel.sh --quick
 
 clean:
 	$(CARGO) clean --target-dir $(CARGO_TARGET_DIR)

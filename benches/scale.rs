@@ -70,6 +70,10 @@ fn generate(root: &Path, n: usize) {
             ("subsystem_vendor", "0x15b3\n".into()),
             ("subsystem_device", "0x0001\n".into()),
             ("class", "0x020000\n".into()),
+            (
+                "uevent",
+                format!("PCI_CLASS=20000\nPCI_ID=15B3:101E\nPCI_SUBSYS_ID=15B3:0001\nPCI_SLOT_NAME={bdf}\n"),
+            ),
             ("driver_override", "vfio-pci\n".into()),
         ] {
             fs::write(dir.join(f), v).unwrap();

@@ -254,8 +254,29 @@ fn list_dir(dir: &Path) -> Result<Vec<String>, ReadError> {
     Ok(names)
 }
 
+/// Read a small sysfs attribute: open, read until end of file, close. Unlike
+/// `fs::read_to_string` no `statx` for a size hint (sysfs reports 4096 for every file):
+/// the syscalls per attribute are what a snapshot of thousands of devices costs.
+fn read_small(path: &Path) -> io::Result<String> {
+    let mut f = fs::File::open(path)?;
+    let mut buf = Vec::with_capacity(256);
+    let mut chunk = [0u8; 256];
+    loop {
+        let n = f.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if n < chunk.len() && path.starts_with("/sys") {
+            // A sysfs attribute comes whole in its first read.
+            break;
+        }
+    }
+    String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
 fn read_attr(path: &Path) -> Result<String, ReadError> {
-    fs::read_to_string(path)
+    read_small(path)
         .map(|s| s.trim().to_string())
         .map_err(read_err(path))
 }
@@ -296,7 +317,7 @@ pub fn current_driver(root: &Root, addr: PciAddress) -> Result<Option<String>, R
 /// (`Documentation/ABI/testing/sysfs-bus-pci`).
 pub fn read_override(root: &Root, addr: PciAddress) -> Result<Option<String>, ReadError> {
     let path = root.device_dir(addr).join("driver_override");
-    match fs::read_to_string(&path) {
+    match read_small(&path) {
         Ok(s) => {
             let s = s.trim();
             Ok((!s.is_empty() && s != "(null)").then(|| s.to_string()))
@@ -312,25 +333,30 @@ fn read_device(
     names: &mut Interner,
 ) -> Result<Device, ReadError> {
     let dir = root.device_dir(address);
-    let id = PciId {
-        vendor: read_hex(&dir.join("vendor"))? as u16,
-        device: read_hex(&dir.join("device"))? as u16,
+    let (id, subsystem, class) = match read_uevent(&dir)? {
+        Some(ids) => ids,
+        None => {
+            let id = PciId {
+                vendor: read_hex(&dir.join("vendor"))? as u16,
+                device: read_hex(&dir.join("device"))? as u16,
+            };
+            let subsystem = match (
+                read_attr(&dir.join("subsystem_vendor")),
+                read_attr(&dir.join("subsystem_device")),
+            ) {
+                (Ok(v), Ok(d)) => Some(PciId {
+                    vendor: parse_hex(&dir.join("subsystem_vendor"), &v)? as u16,
+                    device: parse_hex(&dir.join("subsystem_device"), &d)? as u16,
+                }),
+                _ => None,
+            };
+            (id, subsystem, ClassCode(read_hex(&dir.join("class"))?))
+        }
     };
-    let subsystem = match (
-        read_attr(&dir.join("subsystem_vendor")),
-        read_attr(&dir.join("subsystem_device")),
-    ) {
-        (Ok(v), Ok(d)) => Some(PciId {
-            vendor: parse_hex(&dir.join("subsystem_vendor"), &v)? as u16,
-            device: parse_hex(&dir.join("subsystem_device"), &d)? as u16,
-        }),
-        _ => None,
-    };
-    let class = ClassCode(read_hex(&dir.join("class"))?);
     let header = read_header_type(&dir.join("config"), class)?;
     // The kernel creates boot_vga for display-class devices only.
-    let boot_vga = class.base() == 0x03
-        && fs::read_to_string(dir.join("boot_vga")).is_ok_and(|s| s.trim() == "1");
+    let boot_vga =
+        class.base() == 0x03 && read_small(&dir.join("boot_vga")).is_ok_and(|s| s.trim() == "1");
     let iommu_group = link_name(&dir.join("iommu_group"))?.and_then(|n| n.parse().ok());
     Ok(Device {
         address,
@@ -343,6 +369,38 @@ fn read_device(
         iommu_group,
         boot_vga,
     })
+}
+
+/// IDs and class from the device's `uevent` (drivers/pci/pci-driver.c `pci_uevent`:
+/// `PCI_CLASS=%04X`, `PCI_ID=%04X:%04X`, `PCI_SUBSYS_ID=%04X:%04X`): one read instead of
+/// five attribute files, with the kernel's own values (a virtual function's config space
+/// reads 0xffff for its IDs; these are right). `None` when the file lacks them.
+fn read_uevent(dir: &Path) -> Result<Option<(PciId, Option<PciId>, ClassCode)>, ReadError> {
+    let path = dir.join("uevent");
+    let text = match read_small(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(read_err(&path)(e)),
+    };
+    let field = |k: &str| text.lines().find_map(|l| l.strip_prefix(k));
+    let pair = |v: &str| -> Option<PciId> {
+        let (a, b) = v.split_once(':')?;
+        Some(PciId {
+            vendor: u16::from_str_radix(a, 16).ok()?,
+            device: u16::from_str_radix(b, 16).ok()?,
+        })
+    };
+    let (Some(id), Some(class)) = (
+        field("PCI_ID=").and_then(pair),
+        field("PCI_CLASS=").and_then(|c| u32::from_str_radix(c, 16).ok()),
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some((
+        id,
+        field("PCI_SUBSYS_ID=").and_then(pair),
+        ClassCode(class),
+    )))
 }
 
 /// Header type from config-space byte 0x0e. Unprivileged readers and every reader see at

@@ -844,3 +844,32 @@ mod doctor {
         assert!(out.contains("/etc/security/limits.d/vfio.conf"), "{out}");
     }
 }
+
+/// Trees without `uevent` files: IDs, subsystem and class come from the attribute files.
+#[test]
+fn ids_without_uevent_come_from_attribute_files() {
+    let t = Tree::new();
+    t.device(Dev {
+        no_uevent: true,
+        ..dev("0000:02:00.0", "8086:10d3", 0x020000, Some("e1000e"), 8)
+    })
+    .device(dev(
+        "0000:03:00.0",
+        "8086:10d3",
+        0x020000,
+        Some("e1000e"),
+        9,
+    ));
+    t.config("[[device]]\nid = \"8086:10d3\"\nsubsystem = \"1af4:1100\"\n");
+    let o = t.run(&["check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("0000:02:00.0 [8086:10d3] Ethernet controller: e1000e -> vfio-pci"),
+        "{out}"
+    );
+    assert!(
+        out.contains("0000:03:00.0 [8086:10d3] Ethernet controller: e1000e -> vfio-pci"),
+        "{out}"
+    );
+}

@@ -15,3 +15,8 @@ echo "== cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --locked --all-targets
+
+# The benchmarks in their quick mode, so they never rot; they print numbers and assert
+# nothing about time (BENCHMARKS.md has the full runs).
+echo "== benchmarks (quick mode)"
+make bench-quick

@@ -24,6 +24,9 @@ pub struct Dev<'a> {
     pub header: u8,
     pub driver: Option<&'a str>,
     pub group: Option<u32>,
+    /// Leave out `uevent` (as some generated or old trees do): IDs then come from the
+    /// attribute files.
+    pub no_uevent: bool,
 }
 
 pub fn dev<'a>(
@@ -41,6 +44,7 @@ pub fn dev<'a>(
         header: if class >> 8 == 0x0604 { 0x01 } else { 0x00 },
         driver,
         group: Some(group),
+        no_uevent: false,
     }
 }
 
@@ -102,6 +106,22 @@ impl Tree {
         fs::write(devdir.join("subsystem_vendor"), format!("0x{sv}\n")).unwrap();
         fs::write(devdir.join("subsystem_device"), format!("0x{sp}\n")).unwrap();
         fs::write(devdir.join("class"), format!("0x{:06x}\n", d.class)).unwrap();
+        if !d.no_uevent {
+            // As drivers/pci/pci-driver.c pci_uevent prints it.
+            fs::write(
+                devdir.join("uevent"),
+                format!(
+                    "PCI_CLASS={:X}\nPCI_ID={}:{}\nPCI_SUBSYS_ID={}:{}\nPCI_SLOT_NAME={}\n",
+                    d.class,
+                    v.to_uppercase(),
+                    p.to_uppercase(),
+                    sv.to_uppercase(),
+                    sp.to_uppercase(),
+                    d.bdf
+                ),
+            )
+            .unwrap();
+        }
         let mut config = vec![0u8; 64];
         config[0..2].copy_from_slice(&u16::from_str_radix(v, 16).unwrap().to_le_bytes());
         config[2..4].copy_from_slice(&u16::from_str_radix(p, 16).unwrap().to_le_bytes());

@@ -35,12 +35,21 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
 iommu=1
-if [ "${1:-}" = "--no-iommu" ]; then
-    iommu=0
-    shift
-fi
+topology=default
+bins=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --no-iommu) iommu=0; shift ;;
+    # bench: 33 e1000e for the real-kernel benchmark (bench/realkernel.sh): one alone in
+    # its IOMMU group, four 8-function slots (four groups of 8); nothing else.
+    --topology) topology="$2"; shift 2 ;;
+    # Another host binary (with its libraries) for the guest's /usr/bin.
+    --bin) bins+=("$2"); shift 2 ;;
+    *) break ;;
+    esac
+done
 if [ $# -ne 3 ]; then
-    echo "usage: $0 [--no-iommu] BINARY SCENARIO_SCRIPT LOGFILE" >&2
+    echo "usage: $0 [--no-iommu] [--topology default|bench] [--bin PATH]... BINARY SCENARIO_SCRIPT LOGFILE" >&2
     exit 2
 fi
 binary="$(realpath "$1")"
@@ -72,6 +81,15 @@ chmod 755 "$root/usr/bin/vfio-bind"
 for lib in $(ldd "$binary" 2>/dev/null | grep -o '/[^ ]*' || true); do
     mkdir -p "$root$(dirname "$lib")"
     cp -L "$lib" "$root$lib"
+done
+
+for b in ${bins[@]+"${bins[@]}"}; do
+    rm -f "$root/usr/bin/$(basename "$b")"  # never write through a busybox link
+    cp "$b" "$root/usr/bin/$(basename "$b")"
+    for lib in $(ldd "$b" 2>/dev/null | grep -o '/[^ ]*' || true); do
+        mkdir -p "$root$(dirname "$lib")"
+        [ -e "$root$lib" ] || cp -L "$lib" "$root$lib"
+    done
 done
 
 # 2c. Users and groups (glibc >= 2.34 has the files NSS module built in).
@@ -125,18 +143,24 @@ mount -t tmpfs tmpfs /tmp
 for m in xhci_pci e1000e e1000 virtio_pci virtio_blk; do
     modprobe "$m" || echo "init: modprobe $m failed"
 done
-# Wait (at most ~10 s) until each of them has bound at least one device.
+# Wait (at most ~10 s) until each of them has bound at least one device (the drivers
+# this topology has devices for: vm.drivers= on the command line).
+drivers="xhci_hcd e1000e e1000 virtio-pci"
+for a in $(cat /proc/cmdline); do
+    case "$a" in vm.drivers=*) drivers="$(echo "${a#vm.drivers=}" | tr , ' ')" ;; esac
+done
+want=$(echo $drivers | wc -w)
 i=0
 while [ $i -lt 50 ]; do
     n=0
-    for d in xhci_hcd e1000e e1000 virtio-pci; do
+    for d in $drivers; do
         ls /sys/bus/pci/drivers/$d 2>/dev/null | grep -q '^0000:' && n=$((n + 1))
     done
-    [ $n -eq 4 ] && break
+    [ $n -eq $want ] && break
     sleep 0.2
     i=$((i + 1))
 done
-[ $n -eq 4 ] || echo "init: only $n of 4 host drivers bound"
+[ $n -eq $want ] || echo "init: only $n of $want host drivers bound"
 
 cd /
 code=0
@@ -159,7 +183,29 @@ if [ $iommu = 1 ]; then
     iommu_dev=(-device intel-iommu,intremap=off)
 fi
 
+devices=()
+if [ "$topology" = bench ]; then
+    # One e1000e alone behind a root port (a group of 1), and four 8-function e1000e
+    # slots, each behind its own root port (four groups of 8): 33 devices. (32 root
+    # ports with one device each made SeaBIOS stall for minutes under TCG.)
+    devices+=(-device pcie-root-port,id=b0,chassis=10,slot=10 -device e1000e,bus=b0,romfile=)
+    for p in 1 2 3 4; do
+        devices+=(-device "pcie-root-port,id=b$p,chassis=$((10 + p)),slot=$((10 + p))")
+        for f in 0 1 2 3 4 5 6 7; do
+            mf=""
+            [ $f = 0 ] && mf=",multifunction=on"
+            devices+=(-device "e1000e,bus=b$p,addr=0.$f$mf,romfile=")
+        done
+    done
+    append="$append vm.drivers=e1000e"
+fi
+
 rc=0
+if [ "$topology" = bench ]; then
+    timeout 600 qemu-system-x86_64 -accel tcg -M q35 -m 768 -smp 1 -nographic -no-reboot \
+        -kernel "$vmlinuz" -initrd "$work/initramfs.cpio" -append "$append" \
+        "${iommu_dev[@]}" -nic none "${devices[@]}" </dev/null >"$logfile" 2>&1 || rc=$?
+else
 timeout 300 qemu-system-x86_64 -accel tcg -M q35 -m 768 -smp 1 -nographic -no-reboot \
     -kernel "$vmlinuz" -initrd "$work/initramfs.cpio" -append "$append" \
     "${iommu_dev[@]}" \
@@ -176,6 +222,7 @@ timeout 300 qemu-system-x86_64 -accel tcg -M q35 -m 768 -smp 1 -nographic -no-re
     -drive file="$work/disk.img",if=none,format=raw,id=d0 \
     -device virtio-blk-pci,bus=rp4,drive=d0,disable-legacy=on \
     </dev/null >"$logfile" 2>&1 || rc=$?
+fi
 
 # 4. Verdict.
 if [ $rc = 124 ]; then
