@@ -86,9 +86,26 @@ fn pci_ancestors(path: &Path) -> Vec<PciAddress> {
         .collect()
 }
 
-/// Canonical path of a class entry.
+/// Where a class entry (`/sys/class/net/eth0`, a link such as
+/// `../../devices/pci0000:00/0000:00:1c.0/0000:01:00.0/net/eth0`) points: one `readlink`
+/// and a lexical join, not `canonicalize` (which `readlink`s every component). The class
+/// directories are real directories, so dropping `..` lexically is exact. Anything that
+/// is not such a link is canonicalized.
 fn resolve(link: &Path) -> Option<PathBuf> {
-    fs::canonicalize(link).ok()
+    let Ok(target) = fs::read_link(link) else {
+        return fs::canonicalize(link).ok();
+    };
+    let mut out = PathBuf::new();
+    for c in link.parent()?.join(target).components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    Some(out)
 }
 
 /// [`pci_ancestors`] of a canonical path, ignoring the root's own components.
