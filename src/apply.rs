@@ -159,6 +159,14 @@ fn write_attr(device: &str, path: &Path, value: &str) -> Result<(), ApplyError> 
     f.write_all(value.as_bytes()).map_err(err)
 }
 
+/// The driver `addr` is on now, as an [`ApplyError`] on failure (the device gone, say).
+fn driver_now(root: &Root, addr: PciAddress) -> Result<Option<String>, ApplyError> {
+    sysfs::current_driver(root, addr).map_err(|source| ApplyError::Read {
+        device: addr,
+        source,
+    })
+}
+
 /// Wait until `addr` is on `want` (`None`: on no driver), polling every 10 ms.
 fn wait_driver(
     root: &Root,
@@ -168,10 +176,7 @@ fn wait_driver(
 ) -> Result<(), ApplyError> {
     let start = Instant::now();
     loop {
-        let now = sysfs::current_driver(root, addr).map_err(|source| ApplyError::Read {
-            device: addr,
-            source,
-        })?;
+        let now = driver_now(root, addr)?;
         if now.as_deref() == want {
             return Ok(());
         }
@@ -247,10 +252,7 @@ fn bind_member(root: &Root, group: u32, m: &MemberPlan, opts: &Options) -> Resul
             "{dev}: already on {driver}; driver_override set to {driver}");
         return Ok(());
     }
-    let now = sysfs::current_driver(root, addr).map_err(|source| ApplyError::Read {
-        device: addr,
-        source,
-    })?;
+    let now = driver_now(root, addr)?;
     if let Some(cur) = now.as_deref() {
         if cur != driver {
             write_attr(&dev, &dir.join("driver").join("unbind"), &dev)?;
@@ -288,10 +290,7 @@ fn restore_member(
     }
     let interim = m.driver.clone().unwrap_or_else(|| "\n".into());
     write_attr(&dev, &dir.join("driver_override"), &interim)?;
-    let now = sysfs::current_driver(root, addr).map_err(|source| ApplyError::Read {
-        device: addr,
-        source,
-    })?;
+    let now = driver_now(root, addr)?;
     if now.as_deref() != m.driver.as_deref() {
         if now.is_some() {
             write_attr(&dev, &dir.join("driver").join("unbind"), &dev)?;
@@ -530,13 +529,7 @@ pub fn release_device(
 ) -> Result<Option<String>, ApplyError> {
     let dev = addr.to_string();
     let dir = root.device_dir(addr);
-    let read = |root: &Root| {
-        sysfs::current_driver(root, addr).map_err(|source| ApplyError::Read {
-            device: addr,
-            source,
-        })
-    };
-    let now = read(root)?;
+    let now = driver_now(root, addr)?;
     if record.is_none() && !now.as_deref().is_some_and(|d| d.contains("vfio")) {
         let ovr = sysfs::read_override(root, addr).map_err(|source| ApplyError::Read {
             device: addr,
@@ -576,7 +569,7 @@ pub fn release_device(
             if let Err(e) = wait_driver(root, addr, Some(w), opts.bind_timeout) {
                 // drivers_probe may have found another driver first, or none: bind
                 // the recorded one explicitly if the device is free.
-                if read(root)?.is_some() || !root.driver_dir(w).is_dir() {
+                if driver_now(root, addr)?.is_some() || !root.driver_dir(w).is_dir() {
                     return Err(e);
                 }
                 write_attr(&dev, &root.driver_dir(w).join("bind"), &dev)?;
@@ -584,7 +577,7 @@ pub fn release_device(
             }
             Some(w.to_string())
         }
-        None => read(root)?,
+        None => driver_now(root, addr)?,
     };
     if let Some(d) = end.as_deref().filter(|d| d.contains("vfio")) {
         return Err(ApplyError::StillVfio {
@@ -615,6 +608,41 @@ fn load_modalias(root: &Root, addr: PciAddress) {
     }
 }
 
+/// Release one device (see [`release_device`]), or forget it when it is no longer
+/// present, and drop its record from `state` (saved at once) when it had one. Shared by
+/// `apply` (devices no longer configured) and `release`.
+pub fn release_recorded(
+    root: &Root,
+    addr: PciAddress,
+    record: Option<&Record>,
+    present: bool,
+    state: &mut State,
+    opts: &Options,
+) -> ReleaseOutcome {
+    let result = if present {
+        release_device(root, addr, record, opts)
+    } else {
+        log::warn!(VFIO_BIND_ADDRESS = addr.to_string().as_str(), VFIO_BIND_ACTION = "forget";
+            "{addr}: bound earlier but no longer present; forgetting it");
+        Ok(None)
+    };
+    let result = result.and_then(|d| {
+        if record.is_some() {
+            state.remove(addr);
+            state.save(root)?;
+        }
+        Ok(d)
+    });
+    if let Err(e) = &result {
+        log::error!(VFIO_BIND_ADDRESS = addr.to_string().as_str(), VFIO_BIND_ACTION = "release";
+            "{e}");
+    }
+    ReleaseOutcome {
+        address: addr,
+        result,
+    }
+}
+
 /// Release the devices of `plan.releases` (no longer configured), then apply every
 /// group, in order, recording in `state` (saved after each step) what was bound. A failed
 /// or refused group does not stop the others.
@@ -624,29 +652,11 @@ pub fn apply(
     state: &mut State,
     opts: &Options,
 ) -> (Vec<ReleaseOutcome>, Vec<GroupOutcome>) {
-    let mut released = Vec::new();
-    for r in &plan.releases {
-        let result = if r.present {
-            release_device(root, r.address, Some(&r.record), opts)
-        } else {
-            log::warn!(VFIO_BIND_ADDRESS = r.address.to_string().as_str(), VFIO_BIND_ACTION = "forget";
-                "{}: bound earlier but no longer present; forgetting it", r.address);
-            Ok(None)
-        };
-        let result = result.and_then(|d| {
-            state.remove(r.address);
-            state.save(root)?;
-            Ok(d)
-        });
-        if let Err(e) = &result {
-            log::error!(VFIO_BIND_ADDRESS = r.address.to_string().as_str(), VFIO_BIND_ACTION = "release";
-                "{e}");
-        }
-        released.push(ReleaseOutcome {
-            address: r.address,
-            result,
-        });
-    }
+    let released = plan
+        .releases
+        .iter()
+        .map(|r| release_recorded(root, r.address, Some(&r.record), r.present, state, opts))
+        .collect();
     let groups = plan
         .groups
         .iter()
@@ -656,8 +666,9 @@ pub fn apply(
 }
 
 /// The udev rules vfio-bind writes so that `/dev/vfio/<group>` keeps its configured
-/// owner, group and mode through later udev events (`udevadm trigger`, a coldplug): with
-/// no rule of its own naming the node, udev resets it to root:root 0600 on a change event.
+/// owner, group and mode through later udev events (`udevadm trigger`, a coldplug),
+/// whatever other rules say: with no rule of its own naming the node, a udev may reset it
+/// (bookworm's udev 252 was measured to leave it alone).
 pub const UDEV_RULES: &str = "/run/udev/rules.d/70-vfio-bind.rules";
 
 const UDEV_HEADER: &str =

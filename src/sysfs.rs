@@ -267,10 +267,6 @@ fn read_small(path: &Path) -> io::Result<String> {
             break;
         }
         buf.extend_from_slice(&chunk[..n]);
-        if n < chunk.len() && path.starts_with("/sys") {
-            // A sysfs attribute comes whole in its first read.
-            break;
-        }
     }
     String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }

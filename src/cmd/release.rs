@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use super::Context;
-use crate::apply::{self, ReleaseOutcome};
+use crate::apply;
 use crate::error::Error;
 use crate::pci::PciAddress;
 use crate::sysfs::Host;
@@ -57,26 +57,15 @@ pub fn run(ctx: &Context, addrs: &[String], all: bool) -> Result<u8, Error> {
     let mut outcomes = Vec::new();
     for addr in targets {
         let record = host.state.get(addr).cloned();
-        let result = if host.devices.contains_key(&addr) {
-            apply::release_device(&ctx.root, addr, record.as_ref(), &ctx.options)
-        } else {
-            log::warn!("{addr}: bound earlier but no longer present; forgetting it");
-            Ok(None)
-        };
-        let result = result.and_then(|d| {
-            if record.is_some() {
-                host.state.remove(addr);
-                host.state.save(&ctx.root)?;
-            }
-            Ok(d)
-        });
-        if let Err(e) = &result {
-            log::error!(VFIO_BIND_ADDRESS = addr.to_string().as_str(), VFIO_BIND_ACTION = "release"; "{e}");
-        }
-        outcomes.push(ReleaseOutcome {
-            address: addr,
-            result,
-        });
+        let present = host.devices.contains_key(&addr);
+        outcomes.push(apply::release_recorded(
+            &ctx.root,
+            addr,
+            record.as_ref(),
+            present,
+            &mut host.state,
+            &ctx.options,
+        ));
     }
     // Groups with nothing of vfio-bind's left lose their udev ownership rule.
     let mut gone: Vec<u32> = Vec::new();
