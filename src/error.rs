@@ -4,8 +4,10 @@
 use thiserror::Error;
 
 use crate::config::ConfigError;
+use crate::host::sysfs::ReadError;
+use crate::lock::LockError;
 use crate::plan::PlanError;
-use crate::sysfs::ReadError;
+use crate::state::StateError;
 
 /// A command's fatal error.
 #[derive(Debug, Error)]
@@ -19,9 +21,12 @@ pub enum Error {
     /// sysfs could not be read (exit 1).
     #[error("cannot read the host's PCI devices")]
     Host(#[from] ReadError),
-    /// The state file or the lock failed (exit 1).
+    /// The state file failed (exit 1).
     #[error(transparent)]
-    State(#[from] crate::state::StateError),
+    State(#[from] StateError),
+    /// The run lock failed or another run holds it (exit 1).
+    #[error(transparent)]
+    Lock(#[from] LockError),
     /// A bad command-line argument found after parsing (exit 2).
     #[error("{0}")]
     Usage(String),
@@ -43,7 +48,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Config(_) | Error::Plan(_) | Error::Usage(_) => 2,
-            Error::Host(_) | Error::NoIommu { .. } | Error::State(_) => 1,
+            Error::Host(_) | Error::NoIommu { .. } | Error::State(_) | Error::Lock(_) => 1,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::fs;
 use std::io::{self, BufRead};
 
 use crate::pci::{ClassCode, PciId};
-use crate::sysfs::Root;
+use crate::root::Root;
 
 /// Where distributions install `pci.ids` (taken under the root): hwdata first, as lspci.
 pub const PCI_IDS_PATHS: &[&str] = &["/usr/share/hwdata/pci.ids", "/usr/share/misc/pci.ids"];

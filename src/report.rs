@@ -5,8 +5,8 @@ use std::io::Write;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
-use crate::apply::{GroupOutcome, ReleaseOutcome};
-use crate::plan::Plan;
+use crate::apply::{ApplyError, GroupOutcome, ReleaseOutcome};
+use crate::plan::model::Plan;
 
 /// Plain `vfio-bind: ...` lines on stderr, for a terminal or a non-journal service manager.
 struct StderrLog;
@@ -70,68 +70,80 @@ pub fn notify_status(line: &str) {
 /// The one-line summary of an apply, e.g. `5 devices in 3 IOMMU groups on vfio-pci`,
 /// followed by failures (`; 1 group failed`).
 pub fn summary(plan: &Plan, released: &[ReleaseOutcome], outcomes: &[GroupOutcome]) -> String {
-    let mut devices = 0;
-    let mut groups = 0;
-    let mut drivers: Vec<&str> = Vec::new();
-    let mut failed = 0;
-    let mut refused = 0;
-    for (g, o) in plan.groups.iter().zip(outcomes) {
-        match &o.result {
-            Ok(()) => {
-                groups += 1;
-                for m in &g.members {
-                    if let Some(d) = m.action.target() {
-                        devices += 1;
-                        if !drivers.contains(&d) {
-                            drivers.push(d);
-                        }
-                    }
-                }
-            }
-            Err(crate::apply::ApplyError::Refused { .. }) => refused += 1,
-            Err(_) => failed += 1,
-        }
-    }
-    let plural = |n: usize, one: &str, many: &str| {
-        if n == 1 {
-            format!("{n} {one}")
-        } else {
-            format!("{n} {many}")
-        }
-    };
-    let mut line = if groups == 0 {
+    let t = Tally::new(plan, outcomes);
+    let mut line = if t.groups == 0 {
         "no device bound".to_string()
     } else {
         format!(
             "{} in {} on {}",
-            plural(devices, "device", "devices"),
-            plural(groups, "IOMMU group", "IOMMU groups"),
-            drivers.join(", ")
+            plural(t.devices, "device", "devices"),
+            plural(t.groups, "IOMMU group", "IOMMU groups"),
+            t.drivers.join(", ")
         )
     };
-    if failed > 0 {
-        line.push_str(&format!("; {} failed", plural(failed, "group", "groups")));
-    }
-    if refused > 0 {
-        line.push_str(&format!("; {} refused", plural(refused, "group", "groups")));
-    }
     let ok = released.iter().filter(|r| r.result.is_ok()).count();
-    let bad = released.len() - ok;
-    if ok > 0 {
-        line.push_str(&format!("; {} released", plural(ok, "device", "devices")));
-    }
-    if bad > 0 {
-        line.push_str(&format!(
-            "; {} failed to release",
-            plural(bad, "device", "devices")
-        ));
-    }
     let errors = plan.problems.iter().filter(|p| p.error).count();
-    if errors > 0 {
-        line.push_str(&format!(
-            "; {} in error",
-            plural(errors, "entry", "entries")
-        ));
+    for (n, one, many, what) in [
+        (t.failed, "group", "groups", "failed"),
+        (t.refused, "group", "groups", "refused"),
+        (ok, "device", "devices", "released"),
+        (
+            released.len() - ok,
+            "device",
+            "devices",
+            "failed to release",
+        ),
+        (errors, "entry", "entries", "in error"),
+    ] {
+        if n > 0 {
+            line.push_str(&format!("; {} {what}", plural(n, one, many)));
+        }
     }
     line
+}
+
+/// `1 group`, `2 groups`.
+fn plural(n: usize, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("{n} {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+/// The groups of an apply, counted by how they ended.
+struct Tally<'p> {
+    devices: usize,
+    groups: usize,
+    drivers: Vec<&'p str>,
+    failed: usize,
+    refused: usize,
+}
+
+impl<'p> Tally<'p> {
+    fn new(plan: &'p Plan, outcomes: &[GroupOutcome]) -> Self {
+        let mut t = Tally {
+            devices: 0,
+            groups: 0,
+            drivers: Vec::new(),
+            failed: 0,
+            refused: 0,
+        };
+        for (g, o) in plan.groups.iter().zip(outcomes) {
+            match &o.result {
+                Ok(()) => {
+                    t.groups += 1;
+                    for d in g.members.iter().filter_map(|m| m.action.target()) {
+                        t.devices += 1;
+                        if !t.drivers.contains(&d.as_str()) {
+                            t.drivers.push(d.as_str());
+                        }
+                    }
+                }
+                Err(ApplyError::Refused { .. }) => t.refused += 1,
+                Err(_) => t.failed += 1,
+            }
+        }
+        t
+    }
 }

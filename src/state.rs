@@ -1,34 +1,45 @@
-//! What vfio-bind has bound: `/run/vfio-bind/state.toml`, and the run lock
-//! `/run/vfio-bind/lock`. `/run` is a tmpfs, so the record lasts exactly as long as the
-//! binds do (until reboot).
+//! What vfio-bind has bound: `/run/vfio-bind/state.toml`. `/run` is a tmpfs, so the record
+//! lasts exactly as long as the binds do (until reboot).
 //!
-//! The state file is replaced atomically (write a temporary file, fsync, rename, fsync
-//! the directory): a crash leaves the old or the new file, never a torn one.
+//! The file carries a schema `version` (now [`STATE_VERSION`]); a file without one was
+//! written before the key existed and reads as version 1. Each older version is converted
+//! on reading (none is older than 1 today); a version newer than this binary knows is
+//! refused with a clear message, never guessed at or overwritten. Unknown keys of a known
+//! version are ignored. The file is replaced atomically through [`crate::atomic`].
+//!
+//! ```toml
+//! version = 1
+//! [devices."0000:01:00.0"]        # bound by vfio-bind, and what it had before
+//! driver = "vfio-pci"
+//! group = 7
+//! previous_driver = "xhci_hcd"
+//! ```
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, Write};
+use std::fs;
+use std::io;
 use std::path::PathBuf;
-use std::thread::sleep;
-use std::time::{Duration, Instant};
 
-use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::atomic;
 use crate::pci::PciAddress;
-use crate::sysfs::Root;
+use crate::root::Root;
 
 /// Directory of the state file and the lock (taken under the root).
 pub const STATE_DIR: &str = "/run/vfio-bind";
 
-/// A state or lock failure, naming the file and the errno.
+/// The state file's schema version this binary writes and reads.
+pub const STATE_VERSION: u32 = 1;
+
+/// A state failure, naming the file and the errno or what is wrong with it.
 #[derive(Debug, Error)]
 pub enum StateError {
-    /// Reading, writing or locking failed.
+    /// Reading or writing failed.
     #[error("{}: {source}", path.display())]
     Io {
-        /// The file.
+        /// The file (or directory, or temporary file) of the failing step.
         path: PathBuf,
         /// The error, with its errno.
         #[source]
@@ -42,16 +53,23 @@ pub enum StateError {
         /// The parse error.
         message: String,
     },
-    /// Another run holds the lock.
-    #[error("another vfio-bind run holds {} ({holder}); gave up after {waited_ms} ms", path.display())]
-    Busy {
-        /// The lock file.
+    /// The state file was written by a newer vfio-bind.
+    #[error("{}: state version {found} was written by a newer vfio-bind (this one reads up to version {STATE_VERSION}); release the devices with that version (`vfio-bind release --all`) or reboot, then use this one", path.display())]
+    Version {
+        /// The file.
         path: PathBuf,
-        /// Who holds it, as it wrote itself into the lock file (`pid 123: apply`).
-        holder: String,
-        /// How long this run waited, in milliseconds.
-        waited_ms: u128,
+        /// The version found in it.
+        found: i64,
     },
+}
+
+impl From<atomic::WriteError> for StateError {
+    fn from(e: atomic::WriteError) -> Self {
+        StateError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
 }
 
 /// One device that vfio-bind bound, and what it had before.
@@ -69,12 +87,19 @@ pub struct Record {
     pub previous_override: Option<String>,
 }
 
-/// The devices vfio-bind has bound, by PCI address.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct State {
-    /// By address (`dddd:bb:dd.f`).
+/// The file as written; `version` is absent in files written before it existed.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct File {
     #[serde(default)]
-    pub devices: BTreeMap<String, Record>,
+    version: Option<i64>,
+    #[serde(default)]
+    devices: BTreeMap<String, Record>,
+}
+
+/// What vfio-bind has bound: devices by PCI address.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    devices: BTreeMap<PciAddress, Record>,
 }
 
 impl State {
@@ -82,10 +107,10 @@ impl State {
         root.path(format!("{STATE_DIR}/state.toml"))
     }
 
-    /// Read the state; a missing file is an empty state.
+    /// Read the state; a missing file is an empty state. A version 1 file is converted.
     ///
     /// Errors: [`StateError::Io`] when it cannot be read, [`StateError::Corrupt`] when it
-    /// does not parse.
+    /// does not parse, [`StateError::Version`] when a newer vfio-bind wrote it.
     pub fn load(root: &Root) -> Result<State, StateError> {
         let path = Self::path(root);
         let text = match fs::read_to_string(&path) {
@@ -93,135 +118,76 @@ impl State {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::default()),
             Err(source) => return Err(StateError::Io { path, source }),
         };
-        let state: State = toml::from_str(&text).map_err(|e| StateError::Corrupt {
+        let corrupt = |message: String| StateError::Corrupt {
             path: path.clone(),
-            message: e.message().to_string(),
-        })?;
-        for k in state.devices.keys() {
-            if k.parse::<PciAddress>().is_err() {
-                return Err(StateError::Corrupt {
-                    path,
-                    message: format!("bad PCI address {k:?}"),
-                });
+            message,
+        };
+        let file: File = toml::from_str(&text).map_err(|e| corrupt(e.message().to_string()))?;
+        match file.version {
+            None | Some(1) => {}
+            Some(v) if v > i64::from(STATE_VERSION) => {
+                return Err(StateError::Version { path, found: v })
             }
+            Some(v) => return Err(corrupt(format!("unknown version {v}"))),
+        }
+        let mut state = State::default();
+        for (k, r) in file.devices {
+            let a = k
+                .parse::<PciAddress>()
+                .map_err(|_| corrupt(format!("bad PCI address {k:?}")))?;
+            state.devices.insert(a, r);
         }
         Ok(state)
     }
 
     /// The record of a device, if vfio-bind bound it.
     pub fn get(&self, addr: PciAddress) -> Option<&Record> {
-        self.devices.get(&addr.to_string())
+        self.devices.get(&addr)
     }
 
     /// Every recorded device with its record, by address.
     pub fn records(&self) -> impl Iterator<Item = (PciAddress, &Record)> {
-        self.devices
-            .iter()
-            .filter_map(|(k, r)| Some((k.parse().ok()?, r)))
+        self.devices.iter().map(|(a, r)| (*a, r))
     }
 
     /// Record (or update) a device.
     pub fn insert(&mut self, addr: PciAddress, r: Record) {
-        self.devices.insert(addr.to_string(), r);
+        self.devices.insert(addr, r);
     }
 
     /// Forget a device.
     pub fn remove(&mut self, addr: PciAddress) -> Option<Record> {
-        self.devices.remove(&addr.to_string())
+        self.devices.remove(&addr)
     }
 
-    /// Replace the state file atomically (temporary file, fsync, rename, fsync of the
-    /// directory). Creates `/run/vfio-bind` (0755) if needed.
-    ///
-    /// Errors: [`StateError::Io`] naming the file that failed.
-    pub fn save(&self, root: &Root) -> Result<(), StateError> {
-        let dir = root.path(STATE_DIR);
-        let path = Self::path(root);
-        let tmp = dir.join("state.toml.tmp");
-        let io_err = |path: &PathBuf| {
-            let path = path.clone();
-            move |source| StateError::Io { path, source }
+    /// The file's text.
+    fn render(&self) -> String {
+        let file = File {
+            version: Some(i64::from(STATE_VERSION)),
+            devices: self
+                .devices
+                .iter()
+                .map(|(a, r)| (a.to_string(), r.clone()))
+                .collect(),
         };
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let mut text = String::from(
             "# Devices bound by vfio-bind, with the driver each had before.\n\
              # Written by vfio-bind; read by `vfio-bind release` and by `apply` on reload.\n",
         );
-        text.push_str(&toml::to_string(self).expect("state serializes"));
-        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-        f.write_all(text.as_bytes()).map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
-        drop(f);
-        fs::rename(&tmp, &path).map_err(io_err(&path))?;
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(&dir))?;
-        Ok(())
+        text.push_str(&toml::to_string(&file).expect("state serializes"));
+        text
     }
-}
 
-/// The run lock: an exclusive `flock` on `/run/vfio-bind/lock`, held for the life of
-/// the value. The holder writes `pid <pid>: <what>` into the file so a waiting run can
-/// say who holds it.
-pub struct Lock {
-    _file: Flock<File>,
-}
-
-impl Lock {
-    /// Take the lock, waiting at most `timeout` (polled every 50 ms).
+    /// Replace the state file atomically ([`crate::atomic::write`], mode 0644). Creates
+    /// `/run/vfio-bind` (0755) if needed.
     ///
-    /// Errors: [`StateError::Busy`] naming the holder when the wait runs out;
-    /// [`StateError::Io`] when the lock file cannot be created or locked.
-    pub fn acquire(root: &Root, what: &str, timeout: Duration) -> Result<Lock, StateError> {
-        let dir = root.path(STATE_DIR);
-        let path = dir.join("lock");
-        let io_err = |source| StateError::Io {
-            path: path.clone(),
-            source,
-        };
-        fs::create_dir_all(&dir).map_err(|source| StateError::Io {
-            path: dir.clone(),
-            source,
-        })?;
-        let start = Instant::now();
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io_err)?;
-        loop {
-            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(mut locked) => {
-                    let note = format!("pid {}: {what}\n", std::process::id());
-                    locked.set_len(0).map_err(io_err)?;
-                    locked.rewind().map_err(io_err)?;
-                    locked.write_all(note.as_bytes()).map_err(io_err)?;
-                    return Ok(Lock { _file: locked });
-                }
-                Err((f, nix::errno::Errno::EWOULDBLOCK)) => {
-                    file = f;
-                    if start.elapsed() >= timeout {
-                        let mut holder = String::new();
-                        let _ = file.rewind();
-                        let _ = file.read_to_string(&mut holder);
-                        let holder = holder.trim();
-                        return Err(StateError::Busy {
-                            path: path.clone(),
-                            holder: if holder.is_empty() {
-                                "holder unknown".into()
-                            } else {
-                                holder.to_string()
-                            },
-                            waited_ms: start.elapsed().as_millis(),
-                        });
-                    }
-                    sleep(Duration::from_millis(50));
-                }
-                Err((_, e)) => return Err(io_err(io::Error::from(e))),
-            }
-        }
+    /// Errors: [`StateError::Io`] naming the file or directory that failed, and the errno.
+    pub fn save(&self, root: &Root) -> Result<(), StateError> {
+        Ok(atomic::write(
+            &Self::path(root),
+            self.render().as_bytes(),
+            0o644,
+        )?)
     }
 }
 
@@ -255,19 +221,37 @@ mod tests {
     }
 
     #[test]
-    fn lock_names_its_holder() {
+    fn a_file_without_version_reads_as_version_1() {
         let dir = tempfile::tempdir().unwrap();
         let root = Root::new(dir.path());
-        let held = Lock::acquire(&root, "apply", Duration::from_millis(0)).unwrap();
-        let e = Lock::acquire(&root, "release", Duration::from_millis(120))
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(
-            e.contains(&format!("pid {}: apply", std::process::id())),
-            "{e}"
-        );
-        drop(held);
-        Lock::acquire(&root, "release", Duration::from_millis(0)).unwrap();
+        fs::create_dir_all(dir.path().join("run/vfio-bind")).unwrap();
+        // As the first releases wrote it, with a key a later version might add.
+        fs::write(
+            dir.path().join("run/vfio-bind/state.toml"),
+            "[devices.\"0000:02:00.0\"]\ndriver = \"vfio-pci\"\ngroup = 8\nlater = 1\n",
+        )
+        .unwrap();
+        let s = State::load(&root).unwrap();
+        assert_eq!(s.get("0000:02:00.0".parse().unwrap()).unwrap().group, 8);
+        s.save(&root).unwrap();
+        let text = fs::read_to_string(dir.path().join("run/vfio-bind/state.toml")).unwrap();
+        assert!(text.contains("version = 1"), "{text}");
+        assert_eq!(State::load(&root).unwrap(), s);
+    }
+
+    #[test]
+    fn newer_version_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        fs::create_dir_all(dir.path().join("run/vfio-bind")).unwrap();
+        fs::write(dir.path().join("run/vfio-bind/state.toml"), "version = 2\n").unwrap();
+        let e = State::load(&root).unwrap_err();
+        assert!(matches!(e, StateError::Version { found: 2, .. }), "{e}");
+        assert!(e.to_string().contains("newer vfio-bind"), "{e}");
+        fs::write(dir.path().join("run/vfio-bind/state.toml"), "version = 0\n").unwrap();
+        assert!(matches!(
+            State::load(&root),
+            Err(StateError::Corrupt { .. })
+        ));
     }
 }

@@ -1,8 +1,8 @@
 //! `vfio-bind apply [--dry-run]`: bind everything the config names and release what it
 //! no longer names (the unit's ExecStart and ExecReload).
 
-use super::{log_problems, Context};
-use crate::apply;
+use super::{log_problems, Context, Planned};
+use crate::apply::{self, udev};
 use crate::error::Error;
 use crate::report;
 
@@ -10,23 +10,32 @@ use crate::report;
 /// write nothing (no lock either). Exit 0 when every group ends bound and every release
 /// succeeded, 1 when a group failed or was refused, a release failed, or a `required`
 /// entry matched nothing.
+///
+/// Errors: as [`Context::plan`].
 pub fn run(ctx: &Context, dry_run: bool) -> Result<u8, Error> {
     if dry_run {
-        let (_config, _lock, _host, plan) = ctx.plan(None)?;
-        print!("{plan}");
-        return Ok(u8::from(plan.has_errors()));
+        let p = ctx.plan(None)?;
+        print!("{}", p.plan);
+        return Ok(u8::from(p.plan.has_errors()));
     }
-    let (config, _lock, mut host, plan) = ctx.plan(Some("apply"))?;
+    let Planned {
+        config,
+        lock: _lock,
+        mut state,
+        plan,
+        owners,
+        ..
+    } = ctx.plan(Some("apply"))?;
     if config.entries.is_empty() {
         log::info!("no [[device]] entries configured; nothing to bind");
     }
     log_problems(&plan);
-    let (released, outcomes) = apply::apply(&ctx.root, &plan, &mut host.state, &ctx.options);
+    let (released, outcomes) = apply::apply(&ctx.root, &plan, &owners, &mut state, &ctx.options);
     let mut changed = released.len();
     for o in &outcomes {
         changed += o.changed.len() + usize::from(o.node_changed);
     }
-    let rules = apply::sync_udev_rules(&ctx.root, &plan, &outcomes);
+    let rules = udev::sync(&ctx.root, apply::kept_nodes(&plan, &outcomes, &owners));
     if let Err(e) = &rules {
         log::error!("{e}");
     }

@@ -6,15 +6,19 @@ use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 use super::Context;
-use crate::config;
+use crate::config::{self, Config};
 use crate::error::Error;
+use crate::host::snapshot::Host;
+use crate::host::usage;
 use crate::names::Names;
-use crate::plan::{self, Action};
-use crate::sysfs::{Host, Root};
+use crate::owner;
+use crate::plan::{self, guard, Action};
+use crate::root::Root;
+use crate::state::State;
 
-/// A check's verdict.
+/// How much a finding matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Verdict {
+pub enum Severity {
     /// Fine.
     Ok,
     /// Worth knowing; nothing to do.
@@ -28,8 +32,8 @@ pub enum Verdict {
 /// One check's result: a title, what was found, and the fix when not fine.
 #[derive(Debug, Clone)]
 pub struct Finding {
-    /// The verdict.
-    pub verdict: Verdict,
+    /// How much it matters.
+    pub severity: Severity,
     /// What was checked (`IOMMU`).
     pub check: &'static str,
     /// What was found.
@@ -38,9 +42,9 @@ pub struct Finding {
     pub fix: Option<String>,
 }
 
-fn finding(verdict: Verdict, check: &'static str, detail: impl Into<String>) -> Finding {
+fn finding(verdict: Severity, check: &'static str, detail: impl Into<String>) -> Finding {
     Finding {
-        verdict,
+        severity: verdict,
         check,
         detail: detail.into(),
         fix: None,
@@ -77,12 +81,12 @@ fn cpu(root: &Root) -> (String, Finding) {
         })
         .unwrap_or_default();
     let f = if flags.contains(&"vmx") {
-        finding(Verdict::Ok, "CPU virtualization", "Intel VT-x (vmx)")
+        finding(Severity::Ok, "CPU virtualization", "Intel VT-x (vmx)")
     } else if flags.contains(&"svm") {
-        finding(Verdict::Ok, "CPU virtualization", "AMD-V (svm)")
+        finding(Severity::Ok, "CPU virtualization", "AMD-V (svm)")
     } else {
         finding(
-            Verdict::Warn,
+            Severity::Warn,
             "CPU virtualization",
             "no vmx/svm flag in /proc/cpuinfo: KVM will not be available",
         )
@@ -94,7 +98,11 @@ fn cpu(root: &Root) -> (String, Finding) {
 }
 
 fn iommu(root: &Root, host: &Host, vendor: &str) -> Vec<Finding> {
-    let mut out = Vec::new();
+    vec![iommu_groups(root, host), cmdline(root, host, vendor)]
+}
+
+/// Are there IOMMU groups, and which IOMMU units are listed.
+fn iommu_groups(root: &Root, host: &Host) -> Finding {
     let units: Vec<String> = fs::read_dir(root.path("/sys/class/iommu"))
         .map(|d| {
             d.filter_map(|e| e.ok())
@@ -102,12 +110,9 @@ fn iommu(root: &Root, host: &Host, vendor: &str) -> Vec<Finding> {
                 .collect()
         })
         .unwrap_or_default();
-    let cmdline = read(root, "/proc/cmdline");
-    let args: Vec<&str> = cmdline.split_whitespace().collect();
-    let intel = vendor == "GenuineIntel";
     if host.iommu_enabled() {
-        out.push(finding(
-            Verdict::Ok,
+        finding(
+            Severity::Ok,
             "IOMMU",
             format!(
                 "{} IOMMU groups; IOMMU units: {}",
@@ -118,22 +123,27 @@ fn iommu(root: &Root, host: &Host, vendor: &str) -> Vec<Finding> {
                     units.join(", ")
                 }
             ),
-        ));
+        )
     } else {
-        out.push(
-            finding(
-                Verdict::Fail,
-                "IOMMU",
-                "no IOMMU groups in /sys/kernel/iommu_groups: the IOMMU is off",
-            )
-            .fix(
-                "enable VT-d (Intel) or AMD-Vi/IOMMU (AMD) in the firmware setup; on Intel add \
+        finding(
+            Severity::Fail,
+            "IOMMU",
+            "no IOMMU groups in /sys/kernel/iommu_groups: the IOMMU is off",
+        )
+        .fix(
+            "enable VT-d (Intel) or AMD-Vi/IOMMU (AMD) in the firmware setup; on Intel add \
                      intel_iommu=on to the kernel command line (/etc/default/grub, \
                      GRUB_CMDLINE_LINUX; AMD enables it by default, amd_iommu=on if it was turned \
                      off), update-grub, reboot",
-            ),
-        );
+        )
     }
+}
+
+/// The IOMMU options on the kernel command line.
+fn cmdline(root: &Root, host: &Host, vendor: &str) -> Finding {
+    let cmdline = read(root, "/proc/cmdline");
+    let args: Vec<&str> = cmdline.split_whitespace().collect();
+    let intel = vendor == "GenuineIntel";
     let has = |p: &str| args.iter().any(|a| a.starts_with(p));
     let iommu_args: Vec<&str> = args
         .iter()
@@ -148,20 +158,14 @@ fn iommu(root: &Root, host: &Host, vendor: &str) -> Vec<Finding> {
         iommu_args.join(" ")
     };
     if intel && !has("intel_iommu=on") && !host.iommu_enabled() {
-        out.push(
-            finding(Verdict::Fail, "kernel command line", detail).fix(
-                "add intel_iommu=on (Intel kernels before 6.2 leave the IOMMU off without it)",
-            ),
-        );
+        finding(Severity::Fail, "kernel command line", detail)
+            .fix("add intel_iommu=on (Intel kernels before 6.2 leave the IOMMU off without it)")
     } else if !args.contains(&"iommu=pt") {
-        out.push(
-            finding(Verdict::Info, "kernel command line", format!("{detail}; iommu=pt not set"))
-                .fix("iommu=pt keeps host devices in passthrough mode (less IOMMU overhead for the host); optional"),
-        );
+        finding(Severity::Info, "kernel command line", format!("{detail}; iommu=pt not set"))
+            .fix("iommu=pt keeps host devices in passthrough mode (less IOMMU overhead for the host); optional")
     } else {
-        out.push(finding(Verdict::Ok, "kernel command line", detail));
+        finding(Severity::Ok, "kernel command line", detail)
     }
-    out
 }
 
 fn interrupt_remapping(root: &Root) -> Finding {
@@ -172,16 +176,16 @@ fn interrupt_remapping(root: &Root) -> Finding {
     );
     if irqs.contains("IR-") {
         finding(
-            Verdict::Ok,
+            Severity::Ok,
             "interrupt remapping",
             "enabled (IR- interrupts in /proc/interrupts)",
         )
     } else if unsafe_ok.trim() == "Y" {
-        finding(Verdict::Warn, "interrupt remapping", "not enabled; vfio_iommu_type1 allow_unsafe_interrupts=Y")
+        finding(Severity::Warn, "interrupt remapping", "not enabled; vfio_iommu_type1 allow_unsafe_interrupts=Y")
             .fix("a guest can inject interrupts into the host; enable interrupt remapping in the firmware if you can")
     } else {
         finding(
-            Verdict::Warn,
+            Severity::Warn,
             "interrupt remapping",
             "not enabled (no IR- interrupts in /proc/interrupts)",
         )
@@ -214,20 +218,20 @@ fn modules(root: &Root, driver: &str) -> Vec<Finding> {
     let mut out = Vec::new();
     if loaded {
         out.push(finding(
-            Verdict::Ok,
+            Severity::Ok,
             "vfio modules",
             format!("{driver} loaded"),
         ));
     } else if module_known(root, &release, driver) {
         out.push(finding(
-            Verdict::Ok,
+            Severity::Ok,
             "vfio modules",
             format!("{driver} available for kernel {release}, not loaded yet (apply loads it)"),
         ));
     } else {
         out.push(
             finding(
-                Verdict::Fail,
+                Severity::Fail,
                 "vfio modules",
                 format!("{driver} is neither loaded nor available for kernel {release}"),
             )
@@ -236,47 +240,48 @@ fn modules(root: &Root, driver: &str) -> Vec<Finding> {
             ),
         );
     }
+    out.push(container_node(root, loaded));
+    out
+}
+
+/// `/dev/vfio/vfio`, the container node (`Documentation/driver-api/vfio.rst`).
+fn container_node(root: &Root, loaded: bool) -> Finding {
     let node = root.path("/dev/vfio/vfio");
     match fs::metadata(&node) {
         Ok(m) if m.file_type().is_char_device() => {
             let mode = m.mode() & 0o777;
             if mode & 0o006 == 0o006 {
-                out.push(finding(
-                    Verdict::Ok,
+                finding(
+                    Severity::Ok,
                     "/dev/vfio/vfio",
                     format!("present, mode {mode:04o}"),
-                ));
+                )
             } else {
-                out.push(
-                    finding(
-                        Verdict::Warn,
-                        "/dev/vfio/vfio",
-                        format!("present, mode {mode:04o}: not usable by other users"),
-                    )
-                    .fix("the kernel makes it 0666; a udev rule here restricts it"),
-                );
+                finding(
+                    Severity::Warn,
+                    "/dev/vfio/vfio",
+                    format!("present, mode {mode:04o}: not usable by other users"),
+                )
+                .fix("the kernel makes it 0666; a udev rule here restricts it")
             }
         }
-        Ok(_) => out.push(finding(
-            Verdict::Fail,
+        Ok(_) => finding(
+            Severity::Fail,
             "/dev/vfio/vfio",
             "present but not a character device",
-        )),
-        Err(_) if !loaded => out.push(finding(
-            Verdict::Info,
+        ),
+        Err(_) if !loaded => finding(
+            Severity::Info,
             "/dev/vfio/vfio",
             "absent until the vfio module is loaded",
-        )),
-        Err(_) => out.push(
-            finding(
-                Verdict::Fail,
-                "/dev/vfio/vfio",
-                "absent although vfio-pci is loaded",
-            )
-            .fix("is devtmpfs mounted on /dev? (mount -t devtmpfs devtmpfs /dev)"),
         ),
+        Err(_) => finding(
+            Severity::Fail,
+            "/dev/vfio/vfio",
+            "absent although vfio-pci is loaded",
+        )
+        .fix("is devtmpfs mounted on /dev? (mount -t devtmpfs devtmpfs /dev)"),
     }
-    out
 }
 
 /// `Max locked memory` soft limit in bytes from /proc/self/limits (`None`: unlimited).
@@ -300,15 +305,15 @@ fn memlock_check(root: &Root, user: Option<&str>, guest_mib: u64) -> Finding {
     let who = user.unwrap_or("root");
     let need = guest_mib * 1024 * 1024;
     match memlock(root) {
-        None => finding(Verdict::Info, "memlock limit", "cannot read /proc/self/limits"),
-        Some(None) => finding(Verdict::Ok, "memlock limit", "unlimited for this session"),
+        None => finding(Severity::Info, "memlock limit", "cannot read /proc/self/limits"),
+        Some(None) => finding(Severity::Ok, "memlock limit", "unlimited for this session"),
         Some(Some(n)) if n >= need => finding(
-            Verdict::Ok,
+            Severity::Ok,
             "memlock limit",
             format!("{} MiB, enough for a {guest_mib} MiB guest", n / (1024 * 1024)),
         ),
         Some(Some(n)) => finding(
-            Verdict::Warn,
+            Severity::Warn,
             "memlock limit",
             format!(
                 "{} KiB for this session; a guest with assigned devices pins all its memory ({guest_mib} MiB)",
@@ -325,79 +330,64 @@ fn memlock_check(root: &Root, user: Option<&str>, guest_mib: u64) -> Finding {
     }
 }
 
-/// Run every check; print one line per check (and the fix under it). Exit 0 when
-/// passthrough can work, 1 when something blocks it (a Fail).
-pub fn run(ctx: &Context, guest_mib: u64) -> Result<u8, Error> {
+/// The config's findings: the files read, the memlock limit for the configured user,
+/// and each configured group. A config error is one FAIL.
+fn config_findings(ctx: &Context, host: &Host, guest_mib: u64) -> (String, Vec<Finding>) {
     let root = &ctx.root;
-    let mut findings = Vec::new();
-    let (vendor, f) = cpu(root);
-    findings.push(f);
-    let host = match Host::read(root) {
-        Ok(h) => h,
+    let config =
+        config::load(&ctx.config).and_then(|c| owner::check_config(&ctx.users(), &c).map(|()| c));
+    let c = match config {
+        Ok(c) => c,
         Err(e) => {
-            findings.push(finding(Verdict::Fail, "sysfs", e.to_string()));
-            Host::default()
+            let f = finding(Severity::Fail, "config", e.to_string())
+                .fix("fix the config (vfio-bind check shows the same)");
+            return (config::DEFAULT_DRIVER.to_string(), vec![f]);
         }
     };
-    findings.extend(iommu(root, &host, &vendor));
-    findings.push(interrupt_remapping(root));
-
-    let config = config::load(&ctx.config);
-    let driver = config
-        .as_ref()
-        .map(|c| c.driver.clone())
-        .unwrap_or_else(|_| config::DEFAULT_DRIVER.to_string());
-    findings.extend(modules(root, &driver));
-
-    match &config {
-        Err(e) => findings.push(
-            finding(Verdict::Fail, "config", e.to_string())
-                .fix("fix the config (vfio-bind check shows the same)"),
-        ),
-        Ok(c) => {
-            let files = if c.files.is_empty() {
-                "no config file".to_string()
-            } else {
-                c.files
-                    .iter()
-                    .map(|f| f.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            findings.push(finding(
-                Verdict::Ok,
-                "config",
-                format!(
-                    "{files}: {} device {}",
-                    c.entries.len(),
-                    if c.entries.len() == 1 {
-                        "entry"
-                    } else {
-                        "entries"
-                    }
-                ),
-            ));
-            let user = c
-                .entries
-                .iter()
-                .find_map(|e| e.ownership.user.as_ref().map(|u| u.name.clone()));
-            findings.push(memlock_check(root, user.as_deref(), guest_mib));
-            if host.iommu_enabled() {
-                let mut host = host;
-                host.uses = crate::inuse::read(root);
-                match plan::plan(c, &host) {
-                    Err(e) => findings.push(finding(Verdict::Fail, "config", e.to_string())),
-                    Ok(p) => findings.extend(groups(&p)),
-                }
+    let mut out = vec![finding(Severity::Ok, "config", config_summary(&c))];
+    let user = c
+        .entries
+        .iter()
+        .find_map(|e| e.ownership.user.as_ref().map(|u| u.to_string()));
+    out.push(memlock_check(root, user.as_deref(), guest_mib));
+    if host.iommu_enabled() {
+        let state = State::load(root).unwrap_or_default();
+        match plan::plan(&c, host, &state) {
+            Err(e) => out.push(finding(Severity::Fail, "config", e.to_string())),
+            Ok(mut p) => {
+                guard::refuse(&mut p, host, &usage::read(root));
+                out.extend(groups(&p));
             }
         }
     }
+    (c.driver.to_string(), out)
+}
 
+/// `<files>: N device entries`.
+fn config_summary(c: &Config) -> String {
+    let files = if c.files.is_empty() {
+        "no config file".to_string()
+    } else {
+        c.files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let n = c.entries.len();
+    format!(
+        "{files}: {n} device {}",
+        if n == 1 { "entry" } else { "entries" }
+    )
+}
+
+/// Print each finding (and its fix under it), wrapped to 80 columns.
+fn print_findings(findings: &[Finding]) {
     let names = ["ok", "info", "warn", "FAIL"];
-    for f in &findings {
+    for f in findings {
         let head = format!(
             "[{:^4}] {}: {}",
-            names[f.verdict as usize], f.check, f.detail
+            names[f.severity as usize], f.check, f.detail
         );
         let opts = textwrap::Options::new(80)
             .subsequent_indent("       ")
@@ -411,12 +401,36 @@ pub fn run(ctx: &Context, guest_mib: u64) -> Result<u8, Error> {
             println!("{}", textwrap::fill(fix, opts));
         }
     }
+}
+
+/// Run every check; print one line per check (and the fix under it). Exit 0 when
+/// passthrough can work, 1 when something blocks it (a Fail).
+///
+/// Errors: none; what cannot be read is a finding.
+pub fn run(ctx: &Context, guest_mib: u64) -> Result<u8, Error> {
+    let root = &ctx.root;
+    let mut findings = Vec::new();
+    let (vendor, f) = cpu(root);
+    findings.push(f);
+    let host = match Host::read(root) {
+        Ok(h) => h,
+        Err(e) => {
+            findings.push(finding(Severity::Fail, "sysfs", e.to_string()));
+            Host::default()
+        }
+    };
+    findings.extend(iommu(root, &host, &vendor));
+    findings.push(interrupt_remapping(root));
+    let (driver, config_findings) = config_findings(ctx, &host, guest_mib);
+    findings.extend(modules(root, &driver));
+    findings.extend(config_findings);
+    print_findings(&findings);
     let worst = findings
         .iter()
-        .map(|f| f.verdict)
+        .map(|f| f.severity)
         .max()
-        .unwrap_or(Verdict::Ok);
-    if worst == Verdict::Fail {
+        .unwrap_or(Severity::Ok);
+    if worst == Severity::Fail {
         println!("\nPassthrough cannot work yet: fix the FAIL lines above.");
         Ok(1)
     } else {
@@ -427,66 +441,12 @@ pub fn run(ctx: &Context, guest_mib: u64) -> Result<u8, Error> {
 
 /// Each configured group: who shares it (ACS isolation), and refusals.
 fn groups(p: &plan::Plan) -> Vec<Finding> {
-    let names = Names::none();
-    let mut out = Vec::new();
-    for g in &p.groups {
-        let endpoints: Vec<String> = g
-            .members
-            .iter()
-            .filter(|m| m.action != Action::Bridge)
-            .map(|m| format!("{} {}", m.address, names.class(m.class)))
-            .collect();
-        let named: Vec<String> = g
-            .members
-            .iter()
-            .filter(|m| m.entry.is_some())
-            .map(|m| m.address.to_string())
-            .collect();
-        if g.is_refused() {
-            let why: Vec<String> = g
-                .refusals
-                .iter()
-                .map(|r| format!("{} {}", r.member, r.reason))
-                .collect();
-            out.push(
-                finding(
-                    Verdict::Fail,
-                    "device group",
-                    format!("group {} of {}: refused", g.group, named.join(", ")),
-                )
-                .fix(why.join("; ")),
-            );
-        } else if endpoints.len() > 1 {
-            out.push(
-                finding(
-                    Verdict::Warn,
-                    "device group",
-                    format!("group {} of {} also holds: {}", g.group, named.join(", "), endpoints.join("; ")),
-                )
-                .fix(
-                    "every device in a group goes to the VM together. Without ACS isolation between \
-                     them they cannot be split: try another slot (one wired to the CPU's root port), \
-                     or pass them all through. The ACS override kernel patch removes the isolation \
-                     guarantee: avoid it",
-                ),
-            );
-        } else {
-            out.push(finding(
-                Verdict::Ok,
-                "device group",
-                format!(
-                    "group {} of {}: alone in its group",
-                    g.group,
-                    named.join(", ")
-                ),
-            ));
-        }
-    }
+    let mut out: Vec<Finding> = p.groups.iter().map(group).collect();
     for prob in &p.problems {
         let v = if prob.error {
-            Verdict::Fail
+            Severity::Fail
         } else {
-            Verdict::Warn
+            Severity::Warn
         };
         out.push(finding(
             v,
@@ -495,4 +455,61 @@ fn groups(p: &plan::Plan) -> Vec<Finding> {
         ));
     }
     out
+}
+
+/// One configured group: refused, shared with other endpoints, or alone.
+fn group(g: &plan::GroupPlan) -> Finding {
+    let names = Names::none();
+    let endpoints: Vec<String> = g
+        .members
+        .iter()
+        .filter(|m| m.action != Action::Bridge)
+        .map(|m| format!("{} {}", m.address, names.class(m.class)))
+        .collect();
+    let named: Vec<String> = g
+        .members
+        .iter()
+        .filter(|m| m.entry.is_some())
+        .map(|m| m.address.to_string())
+        .collect();
+    if g.verdict() == plan::Verdict::Refused {
+        let why: Vec<String> = g
+            .refusals
+            .iter()
+            .map(|r| format!("{} {}", r.member, r.reason))
+            .collect();
+        finding(
+            Severity::Fail,
+            "device group",
+            format!("group {} of {}: refused", g.group, named.join(", ")),
+        )
+        .fix(why.join("; "))
+    } else if endpoints.len() > 1 {
+        finding(
+            Severity::Warn,
+            "device group",
+            format!(
+                "group {} of {} also holds: {}",
+                g.group,
+                named.join(", "),
+                endpoints.join("; ")
+            ),
+        )
+        .fix(
+            "every device in a group goes to the VM together. Without ACS isolation between \
+             them they cannot be split: try another slot (one wired to the CPU's root port), \
+             or pass them all through. The ACS override kernel patch removes the isolation \
+             guarantee: avoid it",
+        )
+    } else {
+        finding(
+            Severity::Ok,
+            "device group",
+            format!(
+                "group {} of {}: alone in its group",
+                g.group,
+                named.join(", ")
+            ),
+        )
+    }
 }

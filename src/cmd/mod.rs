@@ -1,12 +1,20 @@
-//! One module per subcommand. Each takes a [`Context`] and returns the exit code, or
-//! an [`Error`] whose [`Error::exit_code`] the binary uses.
+//! One module per subcommand. Each takes a [`Context`] and returns the exit code, or an
+//! [`Error`] whose [`Error::exit_code`] the binary uses. The order of every command is the
+//! data flow: config → (lock) → host snapshot and state → plan → guards → resolved
+//! ownership → apply → report; a config error stops before anything on the host is read
+//! or touched.
 
 use crate::apply::Options;
 use crate::config::{self, Config, Source};
 use crate::error::Error;
-use crate::plan::{self, Plan};
-use crate::state::{Lock, State};
-use crate::sysfs::{Host, Root};
+use crate::host::snapshot::Host;
+use crate::host::usage;
+use crate::lock::Lock;
+use crate::owner::{self, Owners};
+use crate::plan::{self, guard, Plan};
+use crate::root::Root;
+use crate::state::State;
+use crate::users::Users;
 
 pub mod apply;
 pub mod check;
@@ -29,8 +37,26 @@ pub struct Context {
     pub lock_timeout: std::time::Duration,
 }
 
+/// Everything a planning command works with, each input read once.
+pub struct Planned {
+    /// The validated config.
+    pub config: Config,
+    /// The run lock, for commands that write.
+    pub lock: Option<Lock>,
+    /// The PCI/IOMMU snapshot.
+    pub host: Host,
+    /// What vfio-bind bound earlier.
+    pub state: State,
+    /// The plan, guards applied.
+    pub plan: Plan,
+    /// The ownership of each group's node, resolved through the root's user database.
+    pub owners: Owners,
+}
+
 impl Context {
     /// Read the host snapshot; an empty `/sys/kernel/iommu_groups` is [`Error::NoIommu`].
+    ///
+    /// Errors: [`Error::Host`], [`Error::NoIommu`].
     pub fn host(&self) -> Result<Host, Error> {
         let host = Host::read(&self.root)?;
         if !host.iommu_enabled() {
@@ -45,34 +71,51 @@ impl Context {
         Ok(host)
     }
 
-    /// The snapshot for planning: [`Context::host`] plus vfio-bind's own state. What the
-    /// host uses beneath its devices (mounts, swap, interfaces) is read by
-    /// [`Context::plan`] only when some group needs a write.
-    pub fn snapshot(&self) -> Result<Host, Error> {
-        let mut host = self.host()?;
-        host.state = State::load(&self.root)?;
-        Ok(host)
-    }
-
-    /// Take the run lock (for commands that write).
+    /// Take the run lock (for commands that write), naming this run `what`.
+    ///
+    /// Errors: [`Error::Lock`].
     pub fn lock(&self, what: &str) -> Result<Lock, Error> {
         Ok(Lock::acquire(&self.root, what, self.lock_timeout)?)
     }
 
-    /// Config, then (for writers) the lock, then the snapshot, then the plan: a config
-    /// error stops before anything on the host is read or touched.
-    pub fn plan(&self, lock: Option<&str>) -> Result<(Config, Option<Lock>, Host, Plan), Error> {
+    /// The user database names in the config resolve through.
+    pub fn users(&self) -> Users {
+        Users::new(&self.root)
+    }
+
+    /// Config, then (for writers, `lock` names the command) the lock, then the snapshot
+    /// and the state, then the plan and its guards, then the nodes' ownership resolved.
+    /// What the host uses beneath its devices (mounts, swap, interfaces) is scanned only
+    /// when some group needs a write.
+    ///
+    /// Errors: [`Error::Config`] (exit 2) for the config or an unknown user or group,
+    /// [`Error::Plan`] (exit 2), [`Error::Lock`], [`Error::Host`], [`Error::NoIommu`],
+    /// [`Error::State`].
+    pub fn plan(&self, lock: Option<&str>) -> Result<Planned, Error> {
         let config = config::load(&self.config)?;
+        owner::check_config(&self.users(), &config)?;
         let lock = lock.map(|w| self.lock(w)).transpose()?;
-        let mut host = self.snapshot()?;
-        let mut plan = plan::plan(&config, &host)?;
-        // The guards matter only where something is written: a no-op apply (every group
-        // already bound) does not scan block devices, mounts and interfaces.
-        if plan.groups.iter().any(|g| !g.is_bound()) {
-            host.uses = crate::inuse::read(&self.root);
-            plan = plan::plan(&config, &host)?;
-        }
-        Ok((config, lock, host, plan))
+        let host = self.host()?;
+        let state = State::load(&self.root)?;
+        let mut plan = plan::plan(&config, &host, &state)?;
+        let uses = if plan.needs_writes() {
+            usage::read(&self.root)
+        } else {
+            usage::Uses::new()
+        };
+        guard::refuse(&mut plan, &host, &uses);
+        let owners = owner::resolve_groups(
+            &self.users(),
+            plan.groups.iter().map(|g| (g.group, &g.ownership)),
+        )?;
+        Ok(Planned {
+            config,
+            lock,
+            host,
+            state,
+            plan,
+            owners,
+        })
     }
 }
 

@@ -3,16 +3,20 @@
 use std::collections::BTreeSet;
 
 use super::Context;
-use crate::apply;
+use crate::apply::{self, udev};
+use crate::config;
 use crate::error::Error;
+use crate::host::snapshot::Host;
+use crate::owner;
 use crate::pci::PciAddress;
-use crate::sysfs::Host;
+use crate::plan::{self, Verdict};
+use crate::state::State;
 
 /// Which devices to release: every recorded device with `all`; otherwise each named
 /// device plus the recorded devices of its IOMMU group (a group is handed back whole).
-fn targets(host: &Host, names: &[PciAddress], all: bool) -> BTreeSet<PciAddress> {
+fn targets(host: &Host, state: &State, names: &[PciAddress], all: bool) -> BTreeSet<PciAddress> {
     let mut out = BTreeSet::new();
-    for (addr, record) in host.state.records() {
+    for (addr, record) in state.records() {
         let named_group = names.iter().any(|n| {
             *n == addr
                 || host
@@ -29,10 +33,38 @@ fn targets(host: &Host, names: &[PciAddress], all: bool) -> BTreeSet<PciAddress>
     out
 }
 
+/// Rewrite the udev rules for what is still bound: the configured groups that are in
+/// place after the release, with ownership configured. The config is read again for
+/// it; when it cannot be (an error in it), the rules are left as they are.
+fn sync_rules(ctx: &Context) {
+    let kept = (|| -> Result<_, Error> {
+        let config = config::load(&ctx.config)?;
+        let host = Host::read(&ctx.root)?;
+        let state = State::load(&ctx.root)?;
+        let plan = plan::plan(&config, &host, &state)?;
+        let bound = plan
+            .groups
+            .iter()
+            .filter(|g| g.verdict() == Verdict::Bound)
+            .map(|g| (g.group, &g.ownership));
+        Ok(owner::resolve_groups(&ctx.users(), bound)?)
+    })();
+    match kept {
+        Ok(owners) => {
+            if let Err(e) = udev::sync(&ctx.root, owners.iter().map(|(g, o)| (*g, o))) {
+                log::error!("{e}");
+            }
+        }
+        Err(e) => log::warn!("udev rules left as they are: {e}"),
+    }
+}
+
 /// Release under the run lock and update the state after each device. A device that
 /// vfio-bind did not bind is released only when named; it then goes to whatever host
-/// driver probes it. Exit 0 when everything was released, 1 otherwise; 2 for a malformed
-/// or unknown address.
+/// driver probes it. Exit 0 when everything was released, 1 otherwise.
+///
+/// Errors: [`Error::Usage`] (exit 2) for a malformed or unknown address; [`Error::Lock`],
+/// [`Error::Host`], [`Error::State`].
 pub fn run(ctx: &Context, addrs: &[String], all: bool) -> Result<u8, Error> {
     let mut names = Vec::new();
     for a in addrs {
@@ -42,43 +74,32 @@ pub fn run(ctx: &Context, addrs: &[String], all: bool) -> Result<u8, Error> {
         );
     }
     let _lock = ctx.lock("release")?;
-    let mut host = Host::read(&ctx.root)?;
-    host.state = crate::state::State::load(&ctx.root)?;
+    let host = Host::read(&ctx.root)?;
+    let mut state = State::load(&ctx.root)?;
     for n in &names {
-        if !host.devices.contains_key(n) && host.state.get(*n).is_none() {
+        if !host.devices.contains_key(n) && state.get(*n).is_none() {
             return Err(Error::Usage(format!("no PCI device {n} on this host")));
         }
     }
-    let targets = targets(&host, &names, all);
+    let targets = targets(&host, &state, &names, all);
     if targets.is_empty() {
         log::info!("nothing to release: vfio-bind has bound no device");
         return Ok(0);
     }
     let mut outcomes = Vec::new();
     for addr in targets {
-        let record = host.state.get(addr).cloned();
+        let record = state.get(addr).cloned();
         let present = host.devices.contains_key(&addr);
-        outcomes.push(apply::release_recorded(
+        outcomes.push(apply::release::release_recorded(
             &ctx.root,
             addr,
             record.as_ref(),
             present,
-            &mut host.state,
+            &mut state,
             &ctx.options,
         ));
     }
-    // Groups with nothing of vfio-bind's left lose their udev ownership rule.
-    let mut gone: Vec<u32> = Vec::new();
-    for o in outcomes.iter().filter(|o| o.result.is_ok()) {
-        if let Some(g) = host.devices.get(&o.address).and_then(|d| d.iommu_group) {
-            if !host.state.records().any(|(_, r)| r.group == g) && !gone.contains(&g) {
-                gone.push(g);
-            }
-        }
-    }
-    if let Err(e) = apply::forget_udev_rules(&ctx.root, &gone) {
-        log::error!("{e}");
-    }
+    sync_rules(ctx);
     let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
     log::info!(
         "released {} of {} devices",

@@ -16,7 +16,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::pci::PciAddress;
-use crate::sysfs::Root;
+use crate::root::Root;
 
 /// One way the host uses a device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,18 +148,24 @@ fn block_owners(root: &Root, canon: &Path) -> Vec<PciAddress> {
 /// a host without /proc/swaps has no swap.
 pub fn read(root: &Root) -> Uses {
     let mut uses = Uses::new();
-    let mut add = |owners: &[PciAddress], u: Use| {
-        for o in owners {
-            let v = uses.entry(*o).or_default();
-            if !v.contains(&u) {
-                v.push(u.clone());
-            }
-        }
-    };
+    read_block(root, &mut uses);
+    read_net(root, &mut uses);
+    uses
+}
 
-    // Block devices.
-    let mountinfo = read_text(root, "/proc/self/mountinfo");
-    let mounts: Vec<(String, String, String)> = mountinfo
+/// Record `u` for every device of `owners`, once.
+fn add(uses: &mut Uses, owners: &[PciAddress], u: Use) {
+    for o in owners {
+        let v = uses.entry(*o).or_default();
+        if !v.contains(&u) {
+            v.push(u.clone());
+        }
+    }
+}
+
+/// `(major:minor, mount point, source)` of every mount in `/proc/self/mountinfo`.
+fn mounts(root: &Root) -> Vec<(String, String, String)> {
+    read_text(root, "/proc/self/mountinfo")
         .lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split(' ').collect();
@@ -170,7 +176,12 @@ pub fn read(root: &Root) -> Uses {
                 f.get(sep + 2)?.to_string(),
             ))
         })
-        .collect();
+        .collect()
+}
+
+/// Block devices: mounted, swap, or held.
+fn read_block(root: &Root, uses: &mut Uses) {
+    let mounts = mounts(root);
     let swaps: Vec<String> = read_text(root, "/proc/swaps")
         .lines()
         .skip(1)
@@ -191,34 +202,82 @@ pub fn read(root: &Root) -> Uses {
         let node = format!("/dev/{name}");
         for (num, mountpoint, source) in &mounts {
             if (!devnum.is_empty() && *num == devnum) || *source == node {
-                add(
-                    &owners,
-                    Use::Mounted {
-                        dev: name.clone(),
-                        mountpoint: mountpoint.clone(),
-                    },
-                );
+                let u = Use::Mounted {
+                    dev: name.clone(),
+                    mountpoint: mountpoint.clone(),
+                };
+                add(uses, &owners, u);
             }
         }
         if swaps.contains(&node) {
-            add(&owners, Use::Swap { dev: name.clone() });
+            add(uses, &owners, Use::Swap { dev: name.clone() });
         }
         let holders = list(&canon.join("holders"));
         if !holders.is_empty() {
-            add(
-                &owners,
-                Use::Held {
-                    dev: name.clone(),
-                    holders,
-                },
-            );
+            let u = Use::Held {
+                dev: name.clone(),
+                holders,
+            };
+            add(uses, &owners, u);
         }
     }
+}
 
-    // Network interfaces.
-    let routes4 = read_text(root, "/proc/net/route");
-    let addrs6 = read_text(root, "/proc/net/if_inet6");
-    let routes6 = read_text(root, "/proc/net/ipv6_route");
+/// The routing and address tables of `/proc/net` the network guard reads.
+struct NetTables {
+    routes4: String,
+    addrs6: String,
+    routes6: String,
+}
+
+impl NetTables {
+    /// Why `iface` (up) is in use: IPv4 routes, global IPv6 addresses or routes, a master
+    /// or an upper device; empty when it is not.
+    fn why(&self, link: &Path, iface: &str) -> Vec<String> {
+        let mut why = Vec::new();
+        if self
+            .routes4
+            .lines()
+            .skip(1)
+            .any(|l| l.split_whitespace().next() == Some(iface))
+        {
+            why.push("IPv4 routes".to_string());
+        }
+        // if_inet6: address, index, prefix length, scope, flags, name. Scope 0x20 is
+        // link-local, which every up interface gets by itself: not a sign of use.
+        if self.addrs6.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() == 6 && f[5] == iface && f[3] != "20"
+        }) {
+            why.push("IPv6 addresses".to_string());
+        }
+        // ipv6_route: dest, plen, src, plen, next hop, metric, refcnt, use, flags, name.
+        if self.routes6.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() == 10 && f[9] == iface && !f[0].starts_with("fe80") && !f[0].starts_with("ff")
+        }) {
+            why.push("IPv6 routes".to_string());
+        }
+        if let Ok(m) = fs::read_link(link.join("master")) {
+            let m = m.file_name().map(|n| n.to_string_lossy().into_owned());
+            why.push(format!("master {}", m.unwrap_or_default()));
+        }
+        for e in list(link) {
+            if let Some(u) = e.strip_prefix("upper_") {
+                why.push(format!("upper device {u}"));
+            }
+        }
+        why
+    }
+}
+
+/// Network interfaces that are up (IFF_UP) and in use.
+fn read_net(root: &Root, uses: &mut Uses) {
+    let tables = NetTables {
+        routes4: read_text(root, "/proc/net/route"),
+        addrs6: read_text(root, "/proc/net/if_inet6"),
+        routes6: read_text(root, "/proc/net/ipv6_route"),
+    };
     let class_net = root.path("/sys/class/net");
     for iface in list(&class_net) {
         let link = class_net.join(&iface);
@@ -234,47 +293,13 @@ pub fn read(root: &Root) -> Uses {
         if flags & 0x1 == 0 {
             continue; // not IFF_UP
         }
-        let mut why = Vec::new();
-        if routes4
-            .lines()
-            .skip(1)
-            .any(|l| l.split_whitespace().next() == Some(iface.as_str()))
-        {
-            why.push("IPv4 routes".to_string());
-        }
-        // if_inet6: address, index, prefix length, scope, flags, name. Scope 0x20 is
-        // link-local, which every up interface gets by itself: not a sign of use.
-        if addrs6.lines().any(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            f.len() == 6 && f[5] == iface && f[3] != "20"
-        }) {
-            why.push("IPv6 addresses".to_string());
-        }
-        // ipv6_route: dest, plen, src, plen, next hop, metric, refcnt, use, flags, name.
-        if routes6.lines().any(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            f.len() == 10 && f[9] == iface && !f[0].starts_with("fe80") && !f[0].starts_with("ff")
-        }) {
-            why.push("IPv6 routes".to_string());
-        }
-        if let Ok(m) = fs::read_link(link.join("master")) {
-            let m = m.file_name().map(|n| n.to_string_lossy().into_owned());
-            why.push(format!("master {}", m.unwrap_or_default()));
-        }
-        for e in list(&link) {
-            if let Some(u) = e.strip_prefix("upper_") {
-                why.push(format!("upper device {u}"));
-            }
-        }
+        let why = tables.why(&link, &iface);
         if !why.is_empty() {
-            add(
-                &owners,
-                Use::NetUp {
-                    iface: iface.clone(),
-                    why: why.join(", "),
-                },
-            );
+            let u = Use::NetUp {
+                iface: iface.clone(),
+                why: why.join(", "),
+            };
+            add(uses, &owners, u);
         }
     }
-    uses
 }

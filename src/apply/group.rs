@@ -1,0 +1,219 @@
+//! One IOMMU group, all or nothing: load the target drivers, record every member about to
+//! change in the state file (write-ahead), run the bind protocol member by member, own
+//! the node; on any failure, roll the members changed in this run back in reverse order.
+
+use crate::apply::error::ApplyError;
+use crate::apply::module::ensure_driver;
+use crate::apply::node::set_node;
+use crate::apply::options::Options;
+use crate::apply::protocol::{bind_member, restore_member};
+use crate::owner::NodeOwner;
+use crate::pci::PciAddress;
+use crate::plan::model::GroupPlan;
+use crate::root::Root;
+use crate::state::{Record, State};
+
+/// What happened to one group.
+#[derive(Debug)]
+pub struct GroupOutcome {
+    /// The IOMMU group.
+    pub group: u32,
+    /// Members bound (or whose override was set) in this run.
+    pub changed: Vec<PciAddress>,
+    /// Whether the node's ownership or mode was changed in this run.
+    pub node_changed: bool,
+    /// `Ok` when the group ends as planned; the error otherwise (group rolled back).
+    pub result: Result<(), ApplyError>,
+    /// Errors while rolling back (the group may be half-bound when non-empty).
+    pub rollback_errors: Vec<ApplyError>,
+}
+
+impl GroupOutcome {
+    fn new(group: u32) -> Self {
+        GroupOutcome {
+            group,
+            changed: Vec::new(),
+            node_changed: false,
+            result: Ok(()),
+            rollback_errors: Vec::new(),
+        }
+    }
+}
+
+/// A refused group: every refusal logged, nothing touched.
+fn refused(g: &GroupPlan) -> ApplyError {
+    for r in &g.refusals {
+        log::error!(VFIO_BIND_GROUP = g.group, VFIO_BIND_ADDRESS = r.member.as_str(), VFIO_BIND_ACTION = "refuse";
+            "group {}: refused: {} {}", g.group, r.member, r.reason);
+    }
+    ApplyError::Refused {
+        group: g.group,
+        reasons: g
+            .refusals
+            .iter()
+            .map(|r| format!("{} {}", r.member, r.reason))
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
+}
+
+/// Load every driver a member is about to be bound to.
+fn load_drivers(root: &Root, g: &GroupPlan, opts: &Options) -> Result<(), ApplyError> {
+    let mut drivers: Vec<&str> = g
+        .members
+        .iter()
+        .filter(|m| m.action.writes())
+        .filter_map(|m| m.action.target().map(|d| d.as_str()))
+        .collect();
+    drivers.dedup();
+    for d in drivers {
+        if let Err(e) = ensure_driver(root, d, opts.bind_timeout) {
+            log::error!(VFIO_BIND_GROUP = g.group, VFIO_BIND_DRIVER = d, VFIO_BIND_ACTION = "fail"; "group {}: {e}", g.group);
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Write-ahead: record every member about to change, with what it has now, before the
+/// first write; a crash mid-group then leaves a record `release` can undo. Returns the
+/// members recorded for the first time (to forget again when they are rolled back).
+fn write_ahead(
+    root: &Root,
+    g: &GroupPlan,
+    state: &mut State,
+) -> Result<Vec<PciAddress>, ApplyError> {
+    let mut intents = Vec::new();
+    for m in g.members.iter().filter(|m| m.action.writes()) {
+        let target = m.action.target().expect("writes have a target").to_string();
+        let record = match state.get(m.address) {
+            Some(r) => Record {
+                driver: target,
+                group: g.group,
+                ..r.clone()
+            },
+            None => {
+                intents.push(m.address);
+                Record {
+                    driver: target,
+                    group: g.group,
+                    previous_driver: m.driver.as_deref().map(str::to_string),
+                    previous_override: m.driver_override.as_deref().map(str::to_string),
+                }
+            }
+        };
+        state.insert(m.address, record);
+    }
+    if let Err(e) = state.save(root) {
+        // Nothing written to sysfs yet: forget the intents again.
+        for a in &intents {
+            state.remove(*a);
+        }
+        return Err(e.into());
+    }
+    Ok(intents)
+}
+
+/// Bind every member that needs a write, then own the node; stops at the first error.
+fn bind_all(
+    root: &Root,
+    g: &GroupPlan,
+    owner: Option<&NodeOwner>,
+    opts: &Options,
+    out: &mut GroupOutcome,
+) -> Result<(), ApplyError> {
+    for m in g.members.iter().filter(|m| m.action.writes()) {
+        out.changed.push(m.address);
+        bind_member(root, g.group, m, opts)?;
+    }
+    // Without ownership keys the node is left to the kernel and udev; kernels built
+    // without the group interface (iommufd only) have no /dev/vfio/<group> at all.
+    if let Some(owner) = owner.filter(|o| g.has_vfio_node() && !o.is_empty()) {
+        out.node_changed = set_node(root, g.group, owner, opts)?;
+        if out.node_changed {
+            log::info!(VFIO_BIND_GROUP = g.group, VFIO_BIND_ACTION = "ownership";
+                "/dev/vfio/{}: set {}", g.group, g.ownership);
+        }
+    }
+    Ok(())
+}
+
+/// Restore the members changed in this run, in reverse order, and drop from the state
+/// what no longer needs undoing. Rollback errors are collected, never stop the rollback.
+fn rollback(
+    root: &Root,
+    g: &GroupPlan,
+    intents: &[PciAddress],
+    state: &mut State,
+    opts: &Options,
+    out: &mut GroupOutcome,
+) {
+    for addr in out.changed.iter().rev() {
+        let m = g
+            .members
+            .iter()
+            .find(|m| m.address == *addr)
+            .expect("member");
+        match restore_member(root, g.group, m, opts) {
+            Ok(()) => {
+                if intents.contains(addr) {
+                    state.remove(*addr);
+                }
+            }
+            // Keep the record: `release` can finish the job later.
+            Err(re) => {
+                log::error!(VFIO_BIND_GROUP = g.group, VFIO_BIND_ADDRESS = addr.to_string().as_str(), VFIO_BIND_ACTION = "rollback";
+                    "group {}: rollback of {addr} failed: {re}", g.group);
+                out.rollback_errors.push(re);
+            }
+        }
+    }
+    // Members never reached keep nothing to undo.
+    for a in intents {
+        if !out.changed.contains(a) {
+            state.remove(*a);
+        }
+    }
+    if let Err(se) = state.save(root) {
+        log::error!(VFIO_BIND_GROUP = g.group; "group {}: {se}", g.group);
+        out.rollback_errors.push(se.into());
+    }
+}
+
+/// Apply one group: bind every non-bridge member that needs it, set the node's ownership
+/// (`owner`, resolved), or roll back the members changed in this run. A refused group is
+/// not touched.
+pub fn apply_group(
+    root: &Root,
+    g: &GroupPlan,
+    owner: Option<&NodeOwner>,
+    state: &mut State,
+    opts: &Options,
+) -> GroupOutcome {
+    let mut out = GroupOutcome::new(g.group);
+    if g.is_refused() {
+        out.result = Err(refused(g));
+        return out;
+    }
+    if let Err(e) = load_drivers(root, g, opts) {
+        out.result = Err(e);
+        return out;
+    }
+    let intents = if g.is_bound() {
+        Vec::new()
+    } else {
+        match write_ahead(root, g, state) {
+            Ok(i) => i,
+            Err(e) => {
+                out.result = Err(e);
+                return out;
+            }
+        }
+    };
+    if let Err(e) = bind_all(root, g, owner, opts, &mut out) {
+        log::error!(VFIO_BIND_GROUP = g.group, VFIO_BIND_ACTION = "fail"; "group {}: {e}", g.group);
+        rollback(root, g, &intents, state, opts, &mut out);
+        out.result = Err(e);
+    }
+    out
+}

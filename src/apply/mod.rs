@@ -1,0 +1,70 @@
+//! Apply: execute a [`Plan`] through the kernel's bind protocol. The only module that
+//! writes to the host, one concern per module:
+//!
+//! - [`protocol`]: the sysfs bind protocol (bind, restore, release, wait), the only sysfs
+//!   writes;
+//! - [`group`]: one group all-or-nothing, with the write-ahead record and the rollback;
+//! - [`release`]: giving recorded devices back;
+//! - [`node`]: ownership of `/dev/vfio/<group>`;
+//! - [`module`]: loading kernel modules;
+//! - [`udev`]: the udev rules that keep node ownership;
+//! - [`error`], [`options`]: the errors and the timeouts.
+
+pub mod error;
+pub mod group;
+pub mod module;
+pub mod node;
+pub mod options;
+pub mod protocol;
+pub mod release;
+pub mod udev;
+
+pub use error::ApplyError;
+pub use group::GroupOutcome;
+pub use options::Options;
+pub use release::ReleaseOutcome;
+
+use crate::owner::{NodeOwner, Owners};
+use crate::plan::model::Plan;
+use crate::root::Root;
+use crate::state::State;
+
+/// Release the devices of `plan.releases` (no longer configured), then apply every
+/// group, in order, with the resolved ownership `owners`, recording in `state` (saved
+/// after each step) what was bound. A failed or refused group does not stop the others.
+pub fn apply(
+    root: &Root,
+    plan: &Plan,
+    owners: &Owners,
+    state: &mut State,
+    opts: &Options,
+) -> (Vec<ReleaseOutcome>, Vec<GroupOutcome>) {
+    let released = plan
+        .releases
+        .iter()
+        .map(|r| {
+            release::release_recorded(root, r.address, Some(&r.record), r.present, state, opts)
+        })
+        .collect();
+    let groups = plan
+        .groups
+        .iter()
+        .map(|g| group::apply_group(root, g, owners.get(&g.group), state, opts))
+        .collect();
+    (released, groups)
+}
+
+/// The nodes whose ownership the udev rules keep after `apply`: every group that ended
+/// as planned with ownership configured.
+pub fn kept_nodes<'a>(
+    plan: &Plan,
+    outcomes: &[GroupOutcome],
+    owners: &'a Owners,
+) -> Vec<(u32, &'a NodeOwner)> {
+    plan.groups
+        .iter()
+        .zip(outcomes)
+        .filter(|(_, o)| o.result.is_ok())
+        .filter_map(|(g, _)| owners.get(&g.group).map(|o| (g.group, o)))
+        .collect()
+}

@@ -1,0 +1,93 @@
+//! The command line: clap types for `vfio-bind`'s global options and subcommands. Parsing
+//! only; `main.rs` turns the result into a `vfio_bind::cmd::Context` and dispatches.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Hand PCI devices (whole IOMMU groups) to vfio-pci, as /etc/vfio-bind.toml says.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+pub struct Cli {
+    /// Config file to read instead of /etc/vfio-bind.toml and /etc/vfio-bind.d/*.toml
+    /// (no drop-ins are read with this option).
+    #[arg(long, value_name = "PATH", global = true)]
+    pub config: Option<PathBuf>,
+
+    /// Take every absolute path (/sys, /proc, /dev, /etc, /run, /usr/share) under DIR; for
+    /// tests and offline inspection. Kernel modules are never loaded under a root.
+    #[arg(long, value_name = "DIR", env = "VFIO_BIND_ROOT", global = true)]
+    pub root: Option<PathBuf>,
+
+    /// More output (debug messages).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// How long to wait for another vfio-bind run to finish, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 30_000, global = true)]
+    pub lock_timeout: u64,
+
+    /// How long to wait for a device to show up on its new driver, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 10_000, global = true)]
+    pub bind_timeout: u64,
+
+    /// How long to wait for /dev/vfio/<group> to appear, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 5_000, global = true)]
+    pub node_timeout: u64,
+
+    /// Less output (warnings and errors only).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Bind every device the config names, with its whole IOMMU group, to vfio-pci.
+    Apply {
+        /// Print the plan and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Show the configured groups: drivers now, and /dev/vfio/<group> ownership.
+    Status {
+        /// Print JSON (schema in vfio-bind(8)).
+        #[arg(long)]
+        json: bool,
+    },
+    /// List every IOMMU group and its devices.
+    List {
+        /// Print JSON (schema in vfio-bind(8)).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate the config and resolve it on this host; writes nothing.
+    Check,
+    /// Diagnose IOMMU, kernel and module setup, and the configured groups.
+    Doctor {
+        /// Guest memory to check the memlock limit against, in MiB.
+        #[arg(long, value_name = "MIB", default_value_t = 8192)]
+        guest_memory: u64,
+    },
+    /// Print a shell completion script (bash, zsh or fish) to stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Give devices bound by vfio-bind back to the drivers they had.
+    Release {
+        /// PCI addresses to release (with the recorded devices of their IOMMU groups);
+        /// a device vfio-bind did not bind is released only when named here.
+        #[arg(
+            value_name = "ADDR",
+            required_unless_present = "all",
+            conflicts_with = "all"
+        )]
+        addresses: Vec<String>,
+        /// Release every device vfio-bind bound.
+        #[arg(long)]
+        all: bool,
+    },
+}

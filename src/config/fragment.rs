@@ -1,0 +1,299 @@
+//! Stage 1: one file's TOML, parsed (serde with `toml::Spanned` positions) and each value
+//! checked on its own: selectors, hex IDs, driver names, modes, user and group as a name
+//! or a number. No user database is consulted and no other file is looked at.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::config::model::{ConfigError, NameOrId, Origin, Principal, Selector};
+use crate::driver::{self, Driver};
+use crate::pci::PciId;
+
+/// One file, with every value checked and every position turned into an [`Origin`].
+#[derive(Debug, Default)]
+pub struct Fragment {
+    /// Top-level `driver`.
+    pub driver: Option<Driver>,
+    /// Top-level `user`.
+    pub user: Option<Principal>,
+    /// Top-level `group`.
+    pub group: Option<Principal>,
+    /// Top-level `mode`.
+    pub mode: Option<u32>,
+    /// The `[[device]]` entries, in file order.
+    pub devices: Vec<DeviceFragment>,
+}
+
+/// One `[[device]]` entry of a file, its defaults not applied yet.
+#[derive(Debug)]
+pub struct DeviceFragment {
+    /// Where the entry's table starts.
+    pub origin: Origin,
+    /// `address` or `id`.
+    pub selector: Selector,
+    /// `subsystem`.
+    pub subsystem: Option<PciId>,
+    /// `driver`.
+    pub driver: Option<Driver>,
+    /// `user`.
+    pub user: Option<Principal>,
+    /// `group`.
+    pub group: Option<Principal>,
+    /// `mode`.
+    pub mode: Option<u32>,
+    /// `allow_boot_vga` (default false).
+    pub allow_boot_vga: bool,
+    /// `required` (default false).
+    pub required: bool,
+}
+
+/// `user`/`group` value: a name, or a numeric id (as a TOML integer or a digit string).
+#[derive(Debug)]
+enum RawNameOrId {
+    Id(i64),
+    Name(String),
+}
+
+impl<'de> Deserialize<'de> for RawNameOrId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = RawNameOrId;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a name (\"kvm\") or a numeric id (993)")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawNameOrId, E> {
+                Ok(RawNameOrId::Id(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawNameOrId, E> {
+                Ok(RawNameOrId::Name(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    driver: Option<Spanned<String>>,
+    user: Option<Spanned<RawNameOrId>>,
+    group: Option<Spanned<RawNameOrId>>,
+    mode: Option<Spanned<String>>,
+    #[serde(default)]
+    device: Vec<Spanned<RawDevice>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDevice {
+    address: Option<Spanned<String>>,
+    id: Option<Spanned<String>>,
+    subsystem: Option<Spanned<String>>,
+    driver: Option<Spanned<String>>,
+    user: Option<Spanned<RawNameOrId>>,
+    group: Option<Spanned<RawNameOrId>>,
+    mode: Option<Spanned<String>>,
+    allow_boot_vga: Option<bool>,
+    required: Option<bool>,
+}
+
+/// One file's text and name, for turning byte spans into line:column.
+struct Text<'a> {
+    file: &'a Path,
+    src: &'a str,
+}
+
+impl Text<'_> {
+    fn origin(&self, span: &Range<usize>) -> Origin {
+        let start = span.start.min(self.src.len());
+        let before = &self.src[..start];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = self.src[line_start..start].chars().count() + 1;
+        Origin {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+        }
+    }
+
+    fn err(&self, span: &Range<usize>, message: impl Into<String>) -> ConfigError {
+        ConfigError::at(&self.origin(span), message)
+    }
+}
+
+/// Parse and check one file.
+///
+/// Errors: [`ConfigError::At`] for a TOML syntax error, an unknown key, an entry with
+/// both or neither of `address`/`id`, malformed hex, a bad `mode`, a driver that is not a
+/// vfio driver or `pci-stub`, or a user or group id out of range.
+pub fn parse(file: &Path, src: &str) -> Result<Fragment, ConfigError> {
+    let text = Text { file, src };
+    let raw: RawFile = toml::from_str(src).map_err(|e| match e.span() {
+        Some(span) => text.err(&span, e.message().to_string()),
+        None => ConfigError::File {
+            file: file.to_path_buf(),
+            message: e.message().to_string(),
+        },
+    })?;
+    Ok(Fragment {
+        driver: raw.driver.as_ref().map(|d| driver(&text, d)).transpose()?,
+        user: raw
+            .user
+            .as_ref()
+            .map(|u| principal(&text, u, "user"))
+            .transpose()?,
+        group: raw
+            .group
+            .as_ref()
+            .map(|g| principal(&text, g, "group"))
+            .transpose()?,
+        mode: raw.mode.as_ref().map(|m| mode(&text, m)).transpose()?,
+        devices: raw
+            .device
+            .iter()
+            .map(|d| device(&text, d))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+fn selector(text: &Text, dev: &Spanned<RawDevice>) -> Result<Selector, ConfigError> {
+    let d = dev.get_ref();
+    match (&d.address, &d.id) {
+        (Some(a), None) => {
+            Ok(Selector::Address(a.get_ref().parse().map_err(
+                |e: crate::pci::ParseError| text.err(&a.span(), e.to_string()),
+            )?))
+        }
+        (None, Some(i)) => {
+            Ok(Selector::Id(i.get_ref().parse().map_err(
+                |e: crate::pci::ParseError| text.err(&i.span(), e.to_string()),
+            )?))
+        }
+        (Some(_), Some(i)) => Err(text.err(
+            &i.span(),
+            "a [[device]] entry takes exactly one of `address` or `id`, not both",
+        )),
+        (None, None) => Err(text.err(
+            &dev.span(),
+            "a [[device]] entry needs `address = \"dddd:bb:dd.f\"` or `id = \"vvvv:dddd\"`",
+        )),
+    }
+}
+
+fn device(text: &Text, dev: &Spanned<RawDevice>) -> Result<DeviceFragment, ConfigError> {
+    let d = dev.get_ref();
+    let selector = selector(text, dev)?;
+    let subsystem = match &d.subsystem {
+        None => None,
+        Some(s) => {
+            if matches!(selector, Selector::Address(_)) {
+                return Err(text.err(
+                    &s.span(),
+                    "`subsystem` narrows an `id` match; it cannot be combined with `address`",
+                ));
+            }
+            Some(
+                s.get_ref()
+                    .parse::<PciId>()
+                    .map_err(|e| text.err(&s.span(), format!("subsystem: {e}")))?,
+            )
+        }
+    };
+    Ok(DeviceFragment {
+        origin: text.origin(&dev.span()),
+        selector,
+        subsystem,
+        driver: d.driver.as_ref().map(|x| driver(text, x)).transpose()?,
+        user: d
+            .user
+            .as_ref()
+            .map(|x| principal(text, x, "user"))
+            .transpose()?,
+        group: d
+            .group
+            .as_ref()
+            .map(|x| principal(text, x, "group"))
+            .transpose()?,
+        mode: d.mode.as_ref().map(|x| mode(text, x)).transpose()?,
+        allow_boot_vga: d.allow_boot_vga.unwrap_or(false),
+        required: d.required.unwrap_or(false),
+    })
+}
+
+/// A driver must be one that makes a group viable for VFIO: `vfio-pci`, a vfio variant
+/// driver (its name contains `vfio`), or `pci-stub` (`Documentation/driver-api/vfio.rst`).
+fn driver(text: &Text, d: &Spanned<String>) -> Result<Driver, ConfigError> {
+    let name = d.get_ref();
+    let valid_chars = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !valid_chars {
+        return Err(text.err(&d.span(), format!("invalid driver name {name:?}")));
+    }
+    if name == "vfio_pci" || name == "pci_stub" {
+        return Err(text.err(
+            &d.span(),
+            format!(
+                "{name:?} is the module name; the driver is called {:?} in sysfs",
+                name.replace('_', "-")
+            ),
+        ));
+    }
+    if !driver::keeps_viable(name) {
+        return Err(text.err(
+            &d.span(),
+            format!(
+                "driver {name:?} would not make the group usable by VFIO: use \"vfio-pci\", \
+                 a vfio variant driver, or \"pci-stub\""
+            ),
+        ));
+    }
+    Ok(Driver::new(name))
+}
+
+/// A name, or a number in `0..u32::MAX` (`(uid_t)-1` means "unchanged" to chown(2)).
+fn principal(text: &Text, v: &Spanned<RawNameOrId>, what: &str) -> Result<Principal, ConfigError> {
+    let numeric = |n: i64| -> Result<NameOrId, ConfigError> {
+        u32::try_from(n)
+            .ok()
+            .filter(|&n| n != u32::MAX)
+            .map(NameOrId::Id)
+            .ok_or_else(|| text.err(&v.span(), format!("{what} id {n} is out of range")))
+    };
+    let value = match v.get_ref() {
+        RawNameOrId::Id(n) => numeric(*n)?,
+        RawNameOrId::Name(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+            match s.parse() {
+                Ok(n) => numeric(n)?,
+                Err(_) => return Err(text.err(&v.span(), format!("{what} id {s} is out of range"))),
+            }
+        }
+        RawNameOrId::Name(name) => NameOrId::Name(name.clone()),
+    };
+    Ok(Principal {
+        value,
+        origin: text.origin(&v.span()),
+    })
+}
+
+fn mode(text: &Text, m: &Spanned<String>) -> Result<u32, ConfigError> {
+    let s = m.get_ref();
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    let ok = !digits.is_empty()
+        && digits.len() <= 4
+        && digits.bytes().all(|b| (b'0'..=b'7').contains(&b));
+    if !ok {
+        return Err(text.err(
+            &m.span(),
+            format!("invalid mode {s:?}: expected an octal string like \"0660\""),
+        ));
+    }
+    Ok(u32::from_str_radix(digits, 8).expect("checked octal"))
+}

@@ -1,0 +1,40 @@
+//! Stage 2: the fragments of every file merged in order (main file first, then the
+//! drop-ins in lexical order). Top-level keys: the last file that sets one wins. Entries
+//! add up, numbered in merge order.
+
+use std::path::PathBuf;
+
+use crate::config::fragment::{DeviceFragment, Fragment};
+use crate::config::model::Principal;
+use crate::driver::Driver;
+
+/// The merged configuration, defaults not yet applied to the entries.
+#[derive(Debug, Default)]
+pub struct Merged {
+    /// Files merged, in order.
+    pub files: Vec<PathBuf>,
+    /// Top-level `driver` of the last file that sets it.
+    pub driver: Option<Driver>,
+    /// Top-level `user` of the last file that sets it.
+    pub user: Option<Principal>,
+    /// Top-level `group` of the last file that sets it.
+    pub group: Option<Principal>,
+    /// Top-level `mode` of the last file that sets it.
+    pub mode: Option<u32>,
+    /// Every entry, in merge order.
+    pub devices: Vec<DeviceFragment>,
+}
+
+/// Merge `(file, fragment)` pairs, given in merge order.
+pub fn merge(fragments: Vec<(PathBuf, Fragment)>) -> Merged {
+    let mut m = Merged::default();
+    for (file, f) in fragments {
+        m.files.push(file);
+        m.driver = f.driver.or(m.driver);
+        m.user = f.user.or(m.user);
+        m.group = f.group.or(m.group);
+        m.mode = f.mode.or(m.mode);
+        m.devices.extend(f.devices);
+    }
+    m
+}

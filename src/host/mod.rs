@@ -1,0 +1,13 @@
+//! What vfio-bind reads of the host, as plain data, each a separate input to planning:
+//!
+//! - [`sysfs`]: reading single attributes (`driver`, `driver_override`, `uevent`...), the
+//!   one place sysfs files are opened for reading; also used by apply to verify binds;
+//! - [`snapshot`]: the PCI devices, IOMMU groups and PCI drivers ([`snapshot::Host`]);
+//! - [`usage`]: what the host uses beneath its devices (mounts, swap, holders, network
+//!   interfaces), read only when some group will be written.
+//!
+//! Nothing here writes.
+
+pub mod snapshot;
+pub mod sysfs;
+pub mod usage;
