@@ -62,6 +62,17 @@ impl Driver {
     }
 }
 
+/// True for a name a PCI driver can have: 1 to 64 of `A-Za-z0-9_-` (what the kernel's
+/// drivers use), so that a name read from outside can never be a path (`../..`) or carry
+/// a newline into a sysfs write.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 /// [`Driver::is_vfio`] on a plain name.
 pub fn is_vfio(name: &str) -> bool {
     name.contains("vfio")

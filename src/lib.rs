@@ -29,4 +29,5 @@ pub mod plan;
 pub mod report;
 pub mod root;
 pub mod state;
+pub mod text;
 pub mod users;

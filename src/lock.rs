@@ -4,6 +4,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -81,17 +82,9 @@ impl Lock {
                 Err((f, nix::errno::Errno::EWOULDBLOCK)) => {
                     file = f;
                     if start.elapsed() >= timeout {
-                        let mut holder = String::new();
-                        let _ = file.rewind();
-                        let _ = file.read_to_string(&mut holder);
-                        let holder = holder.trim();
                         return Err(LockError::Busy {
                             path: path.clone(),
-                            holder: if holder.is_empty() {
-                                "holder unknown".into()
-                            } else {
-                                holder.to_string()
-                            },
+                            holder: holder(root, &mut file),
                             waited_ms: start.elapsed().as_millis(),
                         });
                     }
@@ -101,6 +94,63 @@ impl Lock {
             }
         }
     }
+}
+
+/// Who holds the lock on `file`: the note the holder wrote (`pid 123: apply`) when the
+/// kernel's lock table (`/proc/locks`, proc(5)) confirms that pid holds a lock on this
+/// inode; else the pid the table names, with its `comm`; else, without a readable table,
+/// the note as written. A note whose pid holds no lock (an earlier, finished run's) is
+/// never shown as the holder.
+fn holder(root: &Root, file: &mut File) -> String {
+    let mut note = String::new();
+    let _ = file.rewind();
+    let _ = file.take(256).read_to_string(&mut note);
+    let note = crate::text::escape(note.trim());
+    let note_pid: Option<u32> = note
+        .strip_prefix("pid ")
+        .and_then(|r| r.split(':').next())
+        .and_then(|p| p.parse().ok());
+    let Ok(table) = fs::read_to_string(root.path("/proc/locks")) else {
+        return if note.is_empty() {
+            "holder unknown".into()
+        } else {
+            note
+        };
+    };
+    let Ok(meta) = file.metadata() else {
+        return "holder unknown".into();
+    };
+    let pids = lock_holders(&table, meta.dev(), meta.ino());
+    match (note_pid, pids.first()) {
+        (Some(p), _) if pids.contains(&p) => note,
+        (_, Some(&p)) => {
+            let comm = fs::read_to_string(root.path(format!("/proc/{p}/comm")))
+                .map(|c| crate::text::escape(c.trim()))
+                .unwrap_or_else(|_| "?".into());
+            format!("pid {p}: {comm}")
+        }
+        (_, None) => "holder unknown".into(),
+    }
+}
+
+/// The pids holding a lock on the file with device `dev` and inode `ino`, from the text
+/// of `/proc/locks`: `1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF` (device as hex
+/// major:minor, `lock_get_status` in fs/locks.c). Pending requests (`->`) are not holders.
+fn lock_holders(table: &str, dev: u64, ino: u64) -> Vec<u32> {
+    let want = format!(
+        "{:02x}:{:02x}:{ino}",
+        nix::sys::stat::major(dev),
+        nix::sys::stat::minor(dev)
+    );
+    table
+        .lines()
+        .filter(|l| !l.contains("->"))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let at = f.iter().position(|x| *x == want)?;
+            f.get(at.checked_sub(1)?)?.parse().ok()
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -122,5 +172,15 @@ mod tests {
         );
         drop(held);
         Lock::acquire(&root, "release", Duration::from_millis(0)).unwrap();
+    }
+
+    #[test]
+    fn lock_table_lines_name_the_holders() {
+        let table = "1: FLOCK  ADVISORY  WRITE 4242 fd:01:1234 0 EOF\n\
+                     1: -> FLOCK  ADVISORY  WRITE 4343 fd:01:1234 0 EOF\n\
+                     2: POSIX  ADVISORY  WRITE 99 08:02:1234 0 EOF\n";
+        let dev = nix::sys::stat::makedev(0xfd, 0x01);
+        assert_eq!(lock_holders(table, dev, 1234), vec![4242]);
+        assert!(lock_holders(table, dev, 1235).is_empty());
     }
 }

@@ -36,6 +36,9 @@ fn context(cli: &Cli) -> Context {
 }
 
 fn dispatch(ctx: &Context, command: Command) -> Result<u8, Error> {
+    if !matches!(command, Command::Completions { .. }) {
+        ctx.check_root()?;
+    }
     match command {
         Command::Apply { dry_run } => cmd::apply::run(ctx, dry_run),
         Command::Status { json } => cmd::status::run(ctx, json),
@@ -60,9 +63,16 @@ fn report(e: &Error) -> ExitCode {
         "failed: {}",
         first.lines().next().unwrap_or_default()
     ));
+    // One cause a line, each only once: a cause whose text the line above already
+    // carries (the errno of a `cannot read FILE: errno`) is not repeated.
+    let mut shown = first;
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {
-        log::error!("  caused by: {cause}");
+        let text = cause.to_string();
+        if !shown.contains(&text) {
+            log::error!("  caused by: {text}");
+        }
+        shown = text;
         source = cause.source();
     }
     ExitCode::from(e.exit_code())

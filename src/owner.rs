@@ -103,8 +103,8 @@ pub fn resolve_groups<'a>(
 ///
 /// Errors: the first [`ConfigError`] of [`resolve_principal`], in file order.
 pub fn check_config(users: &Users, config: &Config) -> Result<(), ConfigError> {
-    for (key, p) in config.principals() {
-        let kind = if key == "user" {
+    for (key, p) in &config.principals {
+        let kind = if *key == "user" {
             Kind::User
         } else {
             Kind::Group

@@ -9,15 +9,16 @@ use std::str::FromStr;
 
 use thiserror::Error;
 
-/// Why a PCI address or ID string was rejected.
+/// Why a PCI address or ID string was rejected; the string is kept escaped and cut
+/// ([`crate::text::escape`]).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ParseError {
     /// Not `[dddd:]bb:dd.f` with hex fields in range (device ≤ 0x1f, function ≤ 7).
-    #[error("invalid PCI address {0:?}: expected domain:bus:device.function in hex, like 0000:01:00.0 or 01:00.0")]
+    #[error("invalid PCI address \"{0}\": expected domain:bus:device.function in hex, like 0000:01:00.0 or 01:00.0")]
     Address(String),
     /// Not `vvvv:dddd` with four hex digits on each side.
     #[error(
-        "invalid PCI ID {0:?}: expected vendor:device as four hex digits each, like 10de:1c03"
+        "invalid PCI ID \"{0}\": expected vendor:device as four hex digits each, like 10de:1c03"
     )]
     Id(String),
 }
@@ -42,7 +43,7 @@ impl FromStr for PciAddress {
     type Err = ParseError;
 
     fn from_str(s: &str) -> Result<Self, ParseError> {
-        let err = || ParseError::Address(s.to_string());
+        let err = || ParseError::Address(crate::text::escape(s));
         let hex = |f: &str, max_len: usize| -> Result<u32, ParseError> {
             if f.is_empty() || f.len() > max_len || !f.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(err());
@@ -93,7 +94,7 @@ impl FromStr for PciId {
     type Err = ParseError;
 
     fn from_str(s: &str) -> Result<Self, ParseError> {
-        let err = || ParseError::Id(s.to_string());
+        let err = || ParseError::Id(crate::text::escape(s));
         let (v, d) = s.split_once(':').ok_or_else(err)?;
         let hex4 = |f: &str| -> Result<u16, ParseError> {
             if f.len() != 4 || !f.bytes().all(|b| b.is_ascii_hexdigit()) {

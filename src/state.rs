@@ -17,21 +17,28 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::atomic;
+use crate::driver;
 use crate::pci::PciAddress;
 use crate::root::Root;
+use crate::text::escape;
 
 /// Directory of the state file and the lock (taken under the root).
 pub const STATE_DIR: &str = "/run/vfio-bind";
 
 /// The state file's schema version this binary writes and reads.
 pub const STATE_VERSION: u32 = 1;
+
+/// The largest state file read, in bytes (4 MiB: some 35 000 recorded devices). A larger
+/// file is not one vfio-bind wrote, and reading it whole would cost memory out of
+/// proportion.
+pub const STATE_MAX_BYTES: u64 = 4 << 20;
 
 /// A state failure, naming the file and the errno or what is wrong with it.
 #[derive(Debug, Error)]
@@ -46,7 +53,7 @@ pub enum StateError {
         source: io::Error,
     },
     /// The state file is not what vfio-bind writes.
-    #[error("{}: not a vfio-bind state file: {message} (remove it only if no device is bound by vfio-bind)", path.display())]
+    #[error("{}: not a vfio-bind state file: {message} (remove it only if no device is bound by vfio-bind; `vfio-bind release ADDR` hands a device back without it)", path.display())]
     Corrupt {
         /// The file.
         path: PathBuf,
@@ -113,15 +120,25 @@ impl State {
     /// does not parse, [`StateError::Version`] when a newer vfio-bind wrote it.
     pub fn load(root: &Root) -> Result<State, StateError> {
         let path = Self::path(root);
-        let text = match fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::default()),
-            Err(source) => return Err(StateError::Io { path, source }),
-        };
         let corrupt = |message: String| StateError::Corrupt {
             path: path.clone(),
             message,
         };
+        let mut text = String::new();
+        match fs::File::open(&path) {
+            Ok(f) => f
+                .take(STATE_MAX_BYTES + 1)
+                .read_to_string(&mut text)
+                .map_err(|source| StateError::Io {
+                    path: path.clone(),
+                    source,
+                })?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::default()),
+            Err(source) => return Err(StateError::Io { path, source }),
+        };
+        if text.len() as u64 > STATE_MAX_BYTES {
+            return Err(corrupt(format!("larger than {STATE_MAX_BYTES} bytes")));
+        }
         let file: File = toml::from_str(&text).map_err(|e| corrupt(e.message().to_string()))?;
         match file.version {
             None | Some(1) => {}
@@ -134,7 +151,15 @@ impl State {
         for (k, r) in file.devices {
             let a = k
                 .parse::<PciAddress>()
-                .map_err(|_| corrupt(format!("bad PCI address {k:?}")))?;
+                .map_err(|_| corrupt(format!("bad PCI address \"{}\"", escape(&k))))?;
+            let names = [
+                Some(&r.driver),
+                r.previous_driver.as_ref(),
+                r.previous_override.as_ref(),
+            ];
+            if let Some(bad) = names.into_iter().flatten().find(|n| !driver::valid_name(n)) {
+                return Err(corrupt(format!("{a}: bad driver name \"{}\"", escape(bad))));
+            }
             state.devices.insert(a, r);
         }
         Ok(state)
@@ -253,5 +278,32 @@ mod tests {
             State::load(&root),
             Err(StateError::Corrupt { .. })
         ));
+    }
+
+    #[test]
+    fn values_read_back_are_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        fs::create_dir_all(dir.path().join("run/vfio-bind")).unwrap();
+        let p = dir.path().join("run/vfio-bind/state.toml");
+        for (text, want) in [
+            (
+                "[devices.\"0000:02:00.0\"]\ndriver = \"vfio-pci\"\ngroup = 8\nprevious_driver = \"../../../../etc\"\n",
+                "bad driver name \"../../../../etc\"",
+            ),
+            (
+                "[devices.\"0000:02:00.0\"]\ndriver = \"vfio-pci\"\ngroup = 8\nprevious_override = \"a\\nb\"\n",
+                "bad driver name \"a\\nb\"",
+            ),
+            ("[devices.\"zz\"]\ndriver = \"vfio-pci\"\ngroup = 8\n", "bad PCI address \"zz\""),
+        ] {
+            fs::write(&p, text).unwrap();
+            let e = State::load(&root).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
+        let big = "# padding\n".repeat((STATE_MAX_BYTES as usize) / 10 + 10);
+        fs::write(&p, big).unwrap();
+        let e = State::load(&root).unwrap_err().to_string();
+        assert!(e.contains("larger than"), "{e}");
     }
 }

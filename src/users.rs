@@ -66,7 +66,8 @@ impl Users {
             return r.map_err(|e| LookupError(e.desc().to_string()));
         }
         Ok(self
-            .entries(kind)
+            .entries(kind)?
+            .into_iter()
             .find(|(n, _)| n == name)
             .map(|(_, id)| id))
     }
@@ -87,22 +88,31 @@ impl Users {
             return name.unwrap_or_else(|| id.to_string());
         }
         self.entries(kind)
+            .unwrap_or_default()
+            .into_iter()
             .find(|(_, i)| *i == id)
             .map_or_else(|| id.to_string(), |(n, _)| n)
     }
 
     /// `name:password:id:...` lines of the root's file; a missing file has no entries.
-    fn entries(&self, kind: Kind) -> impl Iterator<Item = (String, u32)> {
-        let text = fs::read_to_string(self.root.path(kind.file())).unwrap_or_default();
-        text.lines()
+    ///
+    /// Errors: [`LookupError`] when the file exists but cannot be read.
+    fn entries(&self, kind: Kind) -> Result<Vec<(String, u32)>, LookupError> {
+        let path = self.root.path(kind.file());
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(LookupError(format!("{}: {e}", path.display()))),
+        };
+        Ok(text
+            .lines()
             .filter_map(|l| {
                 let mut f = l.split(':');
                 let name = f.next()?;
                 let id = f.nth(1)?.parse().ok()?;
                 (!name.is_empty() && !name.starts_with('#')).then(|| (name.to_string(), id))
             })
-            .collect::<Vec<_>>()
-            .into_iter()
+            .collect())
     }
 }
 

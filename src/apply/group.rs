@@ -6,7 +6,7 @@ use crate::apply::error::ApplyError;
 use crate::apply::module::ensure_driver;
 use crate::apply::node::set_node;
 use crate::apply::options::Options;
-use crate::apply::protocol::{bind_member, restore_member};
+use crate::apply::protocol::{bind_member, restore_member, Previous};
 use crate::owner::NodeOwner;
 use crate::pci::PciAddress;
 use crate::plan::model::GroupPlan;
@@ -76,14 +76,11 @@ fn load_drivers(root: &Root, g: &GroupPlan, opts: &Options) -> Result<(), ApplyE
 }
 
 /// Write-ahead: record every member about to change, with what it has now, before the
-/// first write; a crash mid-group then leaves a record `release` can undo. Returns the
-/// members recorded for the first time (to forget again when they are rolled back).
-fn write_ahead(
-    root: &Root,
-    g: &GroupPlan,
-    state: &mut State,
-) -> Result<Vec<PciAddress>, ApplyError> {
-    let mut intents = Vec::new();
+/// first write; a crash mid-group then leaves a record `release` can undo. A member an
+/// earlier run recorded keeps its recorded previous driver and override. When the record
+/// cannot be saved, `state` is left as it was (nothing was written to sysfs yet).
+fn write_ahead(root: &Root, g: &GroupPlan, state: &mut State) -> Result<(), ApplyError> {
+    let before = state.clone();
     for m in g.members.iter().filter(|m| m.action.writes()) {
         let target = m.action.target().expect("writes have a target").to_string();
         let record = match state.get(m.address) {
@@ -92,26 +89,19 @@ fn write_ahead(
                 group: g.group,
                 ..r.clone()
             },
-            None => {
-                intents.push(m.address);
-                Record {
-                    driver: target,
-                    group: g.group,
-                    previous_driver: m.driver.as_deref().map(str::to_string),
-                    previous_override: m.driver_override.as_deref().map(str::to_string),
-                }
-            }
+            None => Record {
+                driver: target,
+                group: g.group,
+                previous_driver: m.driver.as_deref().map(str::to_string),
+                previous_override: m.driver_override.as_deref().map(str::to_string),
+            },
         };
         state.insert(m.address, record);
     }
-    if let Err(e) = state.save(root) {
-        // Nothing written to sysfs yet: forget the intents again.
-        for a in &intents {
-            state.remove(*a);
-        }
-        return Err(e.into());
-    }
-    Ok(intents)
+    state.save(root).map_err(|e| {
+        *state = before;
+        e.into()
+    })
 }
 
 /// Bind every member that needs a write, then own the node; stops at the first error.
@@ -139,11 +129,14 @@ fn bind_all(
 }
 
 /// Restore the members changed in this run, in reverse order, and drop from the state
-/// what no longer needs undoing. Rollback errors are collected, never stop the rollback.
+/// what no longer needs undoing. Each goes back to what it had before vfio-bind touched
+/// it: the snapshot for a member first recorded in this run, the recorded values for one
+/// an earlier run recorded (a run killed mid-group leaves its own override in the
+/// snapshot). Rollback errors are collected, never stop the rollback.
 fn rollback(
     root: &Root,
     g: &GroupPlan,
-    intents: &[PciAddress],
+    before: &State,
     state: &mut State,
     opts: &Options,
     out: &mut GroupOutcome,
@@ -154,11 +147,19 @@ fn rollback(
             .iter()
             .find(|m| m.address == *addr)
             .expect("member");
-        match restore_member(root, g.group, m, opts) {
+        let prev = match before.get(*addr) {
+            Some(r) => Previous {
+                driver: r.previous_driver.as_deref(),
+                driver_override: r.previous_override.as_deref(),
+            },
+            None => Previous {
+                driver: m.driver.as_deref(),
+                driver_override: m.driver_override.as_deref(),
+            },
+        };
+        match restore_member(root, g.group, m, prev, opts) {
             Ok(()) => {
-                if intents.contains(addr) {
-                    state.remove(*addr);
-                }
+                state.remove(*addr);
             }
             // Keep the record: `release` can finish the job later.
             Err(re) => {
@@ -168,10 +169,10 @@ fn rollback(
             }
         }
     }
-    // Members never reached keep nothing to undo.
-    for a in intents {
-        if !out.changed.contains(a) {
-            state.remove(*a);
+    // Members never reached keep nothing to undo, unless an earlier run recorded them.
+    for m in g.members.iter().filter(|m| m.action.writes()) {
+        if !out.changed.contains(&m.address) && before.get(m.address).is_none() {
+            state.remove(m.address);
         }
     }
     if let Err(se) = state.save(root) {
@@ -199,20 +200,17 @@ pub fn apply_group(
         out.result = Err(e);
         return out;
     }
-    let intents = if g.is_bound() {
-        Vec::new()
-    } else {
-        match write_ahead(root, g, state) {
-            Ok(i) => i,
-            Err(e) => {
-                out.result = Err(e);
-                return out;
-            }
+    let before = state.clone();
+    if !g.is_bound() {
+        if let Err(e) = write_ahead(root, g, state) {
+            log::error!(VFIO_BIND_GROUP = g.group, VFIO_BIND_ACTION = "fail"; "group {}: {e}", g.group);
+            out.result = Err(e);
+            return out;
         }
-    };
+    }
     if let Err(e) = bind_all(root, g, owner, opts, &mut out) {
         log::error!(VFIO_BIND_GROUP = g.group, VFIO_BIND_ACTION = "fail"; "group {}: {e}", g.group);
-        rollback(root, g, &intents, state, opts, &mut out);
+        rollback(root, g, &before, state, opts, &mut out);
         out.result = Err(e);
     }
     out

@@ -115,11 +115,22 @@ pub fn bind_member(
     Ok(())
 }
 
-/// Restore one member to the override and driver it had in the snapshot.
+/// What a rolled-back member goes back to: its driver and `driver_override` before
+/// vfio-bind touched it (`None`: no driver, no override).
+#[derive(Debug, Clone, Copy)]
+pub struct Previous<'a> {
+    /// The driver.
+    pub driver: Option<&'a str>,
+    /// The override.
+    pub driver_override: Option<&'a str>,
+}
+
+/// Restore one member to the override and driver it had before (`prev`: the state
+/// file's record when an earlier run bound it, else the snapshot).
 ///
 /// The kernel binds a device only to the driver its `driver_override` names
 /// (`pci_match_device`), so the override is first cleared (or set to the previous
-/// driver), the previous driver bound and verified, and only then the snapshot's override
+/// driver), the previous driver bound and verified, and only then the previous override
 /// put back. A device that is gone (hot-unplug) counts as restored.
 ///
 /// Errors: [`ApplyError::Write`], [`ApplyError::Read`], [`ApplyError::Verify`].
@@ -127,6 +138,7 @@ pub fn restore_member(
     root: &Root,
     group: u32,
     m: &MemberPlan,
+    prev_state: Previous,
     opts: &Options,
 ) -> Result<(), ApplyError> {
     let addr = m.address;
@@ -137,7 +149,7 @@ pub fn restore_member(
             "{dev}: gone from the host; nothing to roll back");
         return Ok(());
     }
-    let prev = m.driver.as_deref();
+    let prev = prev_state.driver;
     let interim = prev.map_or_else(|| "\n".to_string(), str::to_string);
     write_attr(&dev, &dir.join("driver_override"), &interim)?;
     let now = driver_now(root, addr)?;
@@ -150,9 +162,8 @@ pub fn restore_member(
         }
         wait_driver(root, addr, prev, opts.bind_timeout)?;
     }
-    let prev_override = m
+    let prev_override = prev_state
         .driver_override
-        .as_deref()
         .map_or_else(|| "\n".to_string(), str::to_string);
     if prev_override != interim {
         write_attr(&dev, &dir.join("driver_override"), &prev_override)?;

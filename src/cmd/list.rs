@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::host::snapshot::Host;
 use crate::names::Names;
 use crate::output::json;
-use crate::output::text::fit;
+use crate::text::fit;
 
 /// Render the listing in the spirit of `lspci -nnk`, within 80 columns: one block per
 /// group; per device its address, class and IDs, then its name (when pci.ids knows it),

@@ -78,6 +78,20 @@ impl Context {
         Ok(Lock::acquire(&self.root, what, self.lock_timeout)?)
     }
 
+    /// Check that the root is a directory, before anything is read or created under it.
+    ///
+    /// Errors: [`Error::Usage`] (exit 2) naming it.
+    pub fn check_root(&self) -> Result<(), Error> {
+        if self.root.base().is_dir() {
+            Ok(())
+        } else {
+            Err(Error::Usage(format!(
+                "--root {}: not a directory",
+                crate::text::escape(&self.root.base().display().to_string())
+            )))
+        }
+    }
+
     /// The user database names in the config resolve through.
     pub fn users(&self) -> Users {
         Users::new(&self.root)
@@ -94,6 +108,11 @@ impl Context {
     pub fn plan(&self, lock: Option<&str>) -> Result<Planned, Error> {
         let config = config::load(&self.config)?;
         owner::check_config(&self.users(), &config)?;
+        if lock.is_some() {
+            // A writer creates the lock (and /run/vfio-bind) only for a config that
+            // plans on this host: a conflict found by planning (exit 2) leaves nothing.
+            plan::plan(&config, &self.host()?, &State::load(&self.root)?)?;
+        }
         let lock = lock.map(|w| self.lock(w)).transpose()?;
         let host = self.host()?;
         let state = State::load(&self.root)?;

@@ -7,9 +7,10 @@ use crate::apply::{self, udev};
 use crate::config;
 use crate::error::Error;
 use crate::host::snapshot::Host;
+use crate::host::usage::Uses;
 use crate::owner;
 use crate::pci::PciAddress;
-use crate::plan::{self, Verdict};
+use crate::plan::{self, guard, Verdict};
 use crate::state::State;
 
 /// Which devices to release: every recorded device with `all`; otherwise each named
@@ -34,14 +35,17 @@ fn targets(host: &Host, state: &State, names: &[PciAddress], all: bool) -> BTree
 }
 
 /// Rewrite the udev rules for what is still bound: the configured groups that are in
-/// place after the release, with ownership configured. The config is read again for
-/// it; when it cannot be (an error in it), the rules are left as they are.
+/// place after the release, not refused, with ownership configured (what `apply` keeps).
+/// The config is read again for it; when it cannot be (an error in it), the rules are
+/// left as they are.
 fn sync_rules(ctx: &Context) {
     let kept = (|| -> Result<_, Error> {
         let config = config::load(&ctx.config)?;
         let host = Host::read(&ctx.root)?;
         let state = State::load(&ctx.root)?;
-        let plan = plan::plan(&config, &host, &state)?;
+        let mut plan = plan::plan(&config, &host, &state)?;
+        // Bound groups need no write, so the host-use guards have nothing to judge.
+        guard::refuse(&mut plan, &host, &Uses::new());
         let bound = plan
             .groups
             .iter()
@@ -73,6 +77,8 @@ pub fn run(ctx: &Context, addrs: &[String], all: bool) -> Result<u8, Error> {
                 .map_err(|e| Error::Usage(e.to_string()))?,
         );
     }
+    // A state file that cannot be used stops the run before the lock is created.
+    State::load(&ctx.root)?;
     let _lock = ctx.lock("release")?;
     let host = Host::read(&ctx.root)?;
     let mut state = State::load(&ctx.root)?;

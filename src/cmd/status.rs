@@ -9,9 +9,9 @@ use super::Context;
 use crate::error::Error;
 use crate::names::Names;
 use crate::output::json::{Group, GroupState, Member, Node, Pending, Status};
-use crate::output::text::fit;
 use crate::plan::model::GroupPlan;
 use crate::root::Root;
+use crate::text::fit;
 use crate::users::{Kind, Users};
 
 /// `/dev/vfio/<group>` as found, against its configured ownership.

@@ -3,7 +3,8 @@
 //! lexical order of their names; or exactly one file given with `--config`.
 
 use std::fs;
-use std::io;
+use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::config::model::{ConfigError, DEFAULT_CONFIG, DEFAULT_DROPIN_DIR};
@@ -20,50 +21,100 @@ pub enum Source {
 
 /// The files of `source`, in merge order, each with its text.
 ///
+/// Only regular files are read, opened with `O_NONBLOCK` and checked again with `fstat`
+/// after the open, so a FIFO or a device node can never block a run (at boot, the whole
+/// boot). A main file that is not a regular file is an error; a drop-in that is not one
+/// (a directory, a FIFO, a dangling or looping link) is skipped with a warning naming it.
+/// Drop-ins whose names start with a dot are ignored, as in systemd's drop-in directories.
+///
 /// Errors: [`ConfigError::Read`] for a `--config` file that does not exist, a main file
-/// that cannot be examined (a dangling link, an unreadable `/etc`), or any file that
-/// cannot be read.
+/// that cannot be examined (a dangling link, an unreadable `/etc`) or is not a regular
+/// file, or any file that cannot be read.
 pub fn read(source: &Source) -> Result<Vec<(PathBuf, String)>, ConfigError> {
-    let files = match source {
-        Source::File(p) => {
-            if !p.exists() {
-                return Err(ConfigError::Read {
-                    file: p.clone(),
-                    source: io::Error::from(io::ErrorKind::NotFound),
-                });
-            }
-            vec![p.clone()]
-        }
+    let mut out = Vec::new();
+    match source {
+        Source::File(p) => out.push((p.clone(), read_regular(p)?)),
         Source::Default(root) => {
-            let mut files = Vec::new();
             let main = root.path(DEFAULT_CONFIG);
-            // A dangling link or an unreadable /etc is an error, not "no config".
+            // Absent is "no config"; a dangling link or an unreadable /etc is an error.
             match fs::symlink_metadata(&main) {
-                Ok(_) => files.push(main),
+                Ok(_) => out.push((main.clone(), read_regular(&main)?)),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(source) => return Err(ConfigError::Read { file: main, source }),
             }
-            files.extend(dropins(&root.path(DEFAULT_DROPIN_DIR))?);
-            files
+            for p in dropins(&root.path(DEFAULT_DROPIN_DIR))? {
+                match read_regular(&p) {
+                    Ok(text) => out.push((p, text)),
+                    Err(ConfigError::Read { source, .. })
+                        if source.kind() != io::ErrorKind::PermissionDenied =>
+                    {
+                        log::warn!(
+                            "{}: skipped: {}",
+                            crate::text::escape(&p.display().to_string()),
+                            source
+                        );
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
         }
-    };
-    files
-        .into_iter()
-        .map(|file| match fs::read_to_string(&file) {
-            Ok(text) => Ok((file, text)),
-            Err(source) => Err(ConfigError::Read { file, source }),
-        })
-        .collect()
+    }
+    Ok(out)
 }
 
-/// Drop-in files in `dir` (`*.toml`), in lexical order of their names.
+/// The text of `path` if it is a regular file (symlinks followed), without ever
+/// blocking on the open or the read.
+fn read_regular(path: &Path) -> Result<String, ConfigError> {
+    let fail = |source: io::Error| ConfigError::Read {
+        file: path.to_path_buf(),
+        source,
+    };
+    let not_regular = |t: fs::FileType| {
+        let what = if t.is_dir() {
+            "a directory"
+        } else if t.is_fifo() {
+            "a FIFO"
+        } else if t.is_socket() {
+            "a socket"
+        } else {
+            "a device node"
+        };
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("is {what}, not a regular file"),
+        )
+    };
+    let meta = fs::metadata(path).map_err(fail)?;
+    if !meta.is_file() {
+        return Err(fail(not_regular(meta.file_type())));
+    }
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(path)
+        .map_err(fail)?;
+    let meta = f.metadata().map_err(fail)?;
+    if !meta.is_file() {
+        return Err(fail(not_regular(meta.file_type())));
+    }
+    let mut text = String::new();
+    f.read_to_string(&mut text).map_err(fail)?;
+    Ok(text)
+}
+
+/// Drop-in files in `dir` (`*.toml`, not starting with a dot), in lexical order of their
+/// names. Each is checked by [`read_regular`] when read.
 fn dropins(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     if !dir.is_dir() {
         return Ok(Vec::new());
     }
     let pattern = format!("{}/*.toml", glob::Pattern::escape(&dir.to_string_lossy()));
+    let options = glob::MatchOptions {
+        require_literal_leading_dot: true,
+        ..glob::MatchOptions::new()
+    };
     let mut files = Vec::new();
-    let paths = glob::glob(&pattern).map_err(|e| ConfigError::File {
+    let paths = glob::glob_with(&pattern, options).map_err(|e| ConfigError::File {
         file: dir.to_path_buf(),
         message: e.to_string(),
     })?;
@@ -72,9 +123,7 @@ fn dropins(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
             file: e.path().to_path_buf(),
             source: io::Error::new(e.error().kind(), e.error().to_string()),
         })?;
-        if p.is_file() {
-            files.push(p);
-        }
+        files.push(p);
     }
     files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
     Ok(files)

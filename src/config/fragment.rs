@@ -102,18 +102,31 @@ struct RawDevice {
     required: Option<bool>,
 }
 
-/// One file's text and name, for turning byte spans into line:column.
+/// One file's text and name, for turning byte spans into line:column. The line starts
+/// are indexed once, so each position costs a binary search, not a scan from the top of
+/// the file (a config of 60 000 entries stays linear).
 struct Text<'a> {
     file: &'a Path,
     src: &'a str,
+    /// Byte offset of each line's first character.
+    lines: Vec<usize>,
 }
 
-impl Text<'_> {
+impl<'a> Text<'a> {
+    fn new(file: &'a Path, src: &'a str) -> Self {
+        let lines = std::iter::once(0)
+            .chain(src.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Text { file, src, lines }
+    }
+
     fn origin(&self, span: &Range<usize>) -> Origin {
-        let start = span.start.min(self.src.len());
-        let before = &self.src[..start];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let mut start = span.start.min(self.src.len());
+        while !self.src.is_char_boundary(start) {
+            start -= 1;
+        }
+        let line = self.lines.partition_point(|&l| l <= start);
+        let line_start = self.lines[line - 1];
         let column = self.src[line_start..start].chars().count() + 1;
         Origin {
             file: self.file.to_path_buf(),
@@ -127,19 +140,79 @@ impl Text<'_> {
     }
 }
 
+/// The key path of a deserialization error as the user wrote it: `device[1].required`
+/// (entries counted from 1, as everywhere else), the internal fields of
+/// `toml::Spanned` (`$__serde_spanned_private_*`) left out.
+fn key_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for seg in path.iter() {
+        match seg {
+            Segment::Seq { index } => out.push_str(&format!("[{}]", index + 1)),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if key.starts_with("$__") {
+                    continue;
+                }
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(&crate::text::escape(key));
+            }
+            Segment::Unknown => {}
+        }
+    }
+    out
+}
+
+/// serde's `invalid type: X, expected Y` said the way a config user reads it, naming the
+/// key, with a hint for the usual slips; other messages (an unknown key, a syntax error)
+/// name what is wrong themselves and are only escaped.
+fn reword(key: &str, message: &str) -> String {
+    let message = crate::text::escape(message);
+    let Some((got, expected)) = message
+        .strip_prefix("invalid type: ")
+        .and_then(|m| m.split_once(", expected "))
+    else {
+        // Unknown keys and syntax errors name what is wrong themselves, at its position.
+        return message;
+    };
+    let expected = match expected {
+        "a boolean" => "true or false",
+        "a sequence" if key == "device" => {
+            return format!("{key}: each entry is a [[device]] table (two brackets), not [device]")
+        }
+        e => e,
+    };
+    let last = key.rsplit('.').next().unwrap_or(key);
+    let hint = match last {
+        "mode" => " (write the mode as an octal string: mode = \"0660\")",
+        "address" => " (write it as a string: address = \"0000:01:00.0\")",
+        "id" | "subsystem" => " (write it as a string: id = \"10de:1c03\")",
+        _ => "",
+    };
+    format!("{key}: expected {expected}, got {got}{hint}")
+}
+
 /// Parse and check one file.
 ///
-/// Errors: [`ConfigError::At`] for a TOML syntax error, an unknown key, an entry with
-/// both or neither of `address`/`id`, malformed hex, a bad `mode`, a driver that is not a
-/// vfio driver or `pci-stub`, or a user or group id out of range.
+/// Errors: [`ConfigError::At`] for a TOML syntax error, an unknown key, a value of the
+/// wrong type (naming the key, `device[1].required`), an entry with both or neither of
+/// `address`/`id`, malformed hex, a bad `mode`, a driver that is not a vfio driver or
+/// `pci-stub`, or a user or group id out of range.
 pub fn parse(file: &Path, src: &str) -> Result<Fragment, ConfigError> {
-    let text = Text { file, src };
-    let raw: RawFile = toml::from_str(src).map_err(|e| match e.span() {
-        Some(span) => text.err(&span, e.message().to_string()),
-        None => ConfigError::File {
-            file: file.to_path_buf(),
-            message: e.message().to_string(),
-        },
+    let text = Text::new(file, src);
+    let de = toml::Deserializer::new(src);
+    let raw: RawFile = serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = key_path(e.path());
+        let inner = e.into_inner();
+        let message = reword(&key, inner.message());
+        match inner.span() {
+            Some(span) => text.err(&span, message),
+            None => ConfigError::File {
+                file: file.to_path_buf(),
+                message,
+            },
+        }
     })?;
     Ok(Fragment {
         driver: raw.driver.as_ref().map(|d| driver(&text, d)).transpose()?,
@@ -230,12 +303,11 @@ fn device(text: &Text, dev: &Spanned<RawDevice>) -> Result<DeviceFragment, Confi
 /// driver (its name contains `vfio`), or `pci-stub` (`Documentation/driver-api/vfio.rst`).
 fn driver(text: &Text, d: &Spanned<String>) -> Result<Driver, ConfigError> {
     let name = d.get_ref();
-    let valid_chars = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if !valid_chars {
-        return Err(text.err(&d.span(), format!("invalid driver name {name:?}")));
+    if !driver::valid_name(name) {
+        return Err(text.err(
+            &d.span(),
+            format!("invalid driver name \"{}\"", crate::text::escape(name)),
+        ));
     }
     if name == "vfio_pci" || name == "pci_stub" {
         return Err(text.err(
@@ -250,7 +322,7 @@ fn driver(text: &Text, d: &Spanned<String>) -> Result<Driver, ConfigError> {
         return Err(text.err(
             &d.span(),
             format!(
-                "driver {name:?} would not make the group usable by VFIO: use \"vfio-pci\", \
+                "driver \"{name}\" would not make the group usable by VFIO: use \"vfio-pci\", \
                  a vfio variant driver, or \"pci-stub\""
             ),
         ));
@@ -272,7 +344,10 @@ fn principal(text: &Text, v: &Spanned<RawNameOrId>, what: &str) -> Result<Princi
         RawNameOrId::Name(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
             match s.parse() {
                 Ok(n) => numeric(n)?,
-                Err(_) => return Err(text.err(&v.span(), format!("{what} id {s} is out of range"))),
+                Err(_) => {
+                    let s = crate::text::escape(s);
+                    return Err(text.err(&v.span(), format!("{what} id {s} is out of range")));
+                }
             }
         }
         RawNameOrId::Name(name) => NameOrId::Name(name.clone()),
@@ -283,17 +358,38 @@ fn principal(text: &Text, v: &Spanned<RawNameOrId>, what: &str) -> Result<Princi
     })
 }
 
+/// Permission bits of `/dev/vfio/<group>`: an octal string of up to four digits
+/// (`"0660"`). Set-uid, set-gid and sticky bits mean nothing on a device node (and chown
+/// clears the first two, so they would never converge): refused. World-writable modes
+/// (the guides' `chmod 666`) are accepted with a warning.
 fn mode(text: &Text, m: &Spanned<String>) -> Result<u32, ConfigError> {
     let s = m.get_ref();
-    let digits = s.strip_prefix("0o").unwrap_or(s);
-    let ok = !digits.is_empty()
-        && digits.len() <= 4
-        && digits.bytes().all(|b| (b'0'..=b'7').contains(&b));
+    let ok = !s.is_empty() && s.len() <= 4 && s.bytes().all(|b| (b'0'..=b'7').contains(&b));
     if !ok {
         return Err(text.err(
             &m.span(),
-            format!("invalid mode {s:?}: expected an octal string like \"0660\""),
+            format!(
+                "invalid mode \"{}\": expected an octal string like \"0660\"",
+                crate::text::escape(s)
+            ),
         ));
     }
-    Ok(u32::from_str_radix(digits, 8).expect("checked octal"))
+    let mode = u32::from_str_radix(s, 8).expect("checked octal");
+    if mode & 0o7000 != 0 {
+        return Err(text.err(
+            &m.span(),
+            format!(
+                "invalid mode \"{s}\": set-uid, set-gid and sticky bits mean nothing on a \
+                 device node; use the permission bits only, like \"0660\""
+            ),
+        ));
+    }
+    if mode & 0o002 != 0 {
+        log::warn!(
+            "{}: mode {mode:04o} lets every user on the host open the group's device; \
+             prefer a group (group = \"kvm\", mode = \"0660\")",
+            text.origin(&m.span())
+        );
+    }
+    Ok(mode)
 }

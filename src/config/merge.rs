@@ -23,6 +23,8 @@ pub struct Merged {
     pub mode: Option<u32>,
     /// Every entry, in merge order.
     pub devices: Vec<DeviceFragment>,
+    /// Every `user` and `group` value written, with its key, in file order.
+    pub principals: Vec<(&'static str, Principal)>,
 }
 
 /// Merge `(file, fragment)` pairs, given in merge order.
@@ -30,6 +32,16 @@ pub fn merge(fragments: Vec<(PathBuf, Fragment)>) -> Merged {
     let mut m = Merged::default();
     for (file, f) in fragments {
         m.files.push(file);
+        let tops = [("user", &f.user), ("group", &f.group)];
+        let entries = f
+            .devices
+            .iter()
+            .flat_map(|d| [("user", &d.user), ("group", &d.group)]);
+        for (key, p) in tops.into_iter().chain(entries) {
+            if let Some(p) = p {
+                m.principals.push((key, p.clone()));
+            }
+        }
         m.driver = f.driver.or(m.driver);
         m.user = f.user.or(m.user);
         m.group = f.group.or(m.group);

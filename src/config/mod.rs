@@ -239,4 +239,23 @@ mode = "0600"
         .to_string();
         assert!(e.starts_with("/etc/vfio-bind.d/20-x.toml:3:1: "), "{e}");
     }
+
+    #[test]
+    fn an_overridden_top_level_name_must_still_resolve() {
+        let c = parse(&[
+            (
+                Path::new("/etc/vfio-bind.toml"),
+                "user = \"no-such-user-vfio-bind\"\n",
+            ),
+            (Path::new("/etc/vfio-bind.d/10-x.toml"), "user = 0\n"),
+        ])
+        .unwrap();
+        let e = check_config(&Users::new(&Root::new("/")), &c)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("/etc/vfio-bind.toml:1:8: unknown user"),
+            "{e}"
+        );
+    }
 }

@@ -9,6 +9,7 @@ use thiserror::Error;
 
 use crate::driver::Driver;
 use crate::pci::{PciAddress, PciId};
+use crate::text::escape;
 
 /// Default main config file (taken under `--root`).
 pub const DEFAULT_CONFIG: &str = "/etc/vfio-bind.toml";
@@ -22,7 +23,7 @@ pub const DEFAULT_DRIVER: &str = crate::driver::VFIO_PCI;
 #[derive(Debug, Error)]
 pub enum ConfigError {
     /// A problem at a known place in a file.
-    #[error("{}:{line}:{column}: {message}", file.display())]
+    #[error("{}:{line}:{column}: {message}", escape(&file.display().to_string()))]
     At {
         /// The config file.
         file: PathBuf,
@@ -34,7 +35,7 @@ pub enum ConfigError {
         message: String,
     },
     /// A problem with a whole file (or a combination of entries).
-    #[error("{}: {message}", file.display())]
+    #[error("{}: {message}", escape(&file.display().to_string()))]
     File {
         /// The config file.
         file: PathBuf,
@@ -42,7 +43,7 @@ pub enum ConfigError {
         message: String,
     },
     /// The file exists but cannot be read.
-    #[error("cannot read {}: {source}", file.display())]
+    #[error("cannot read {}: {source}", escape(&file.display().to_string()))]
     Read {
         /// The config file.
         file: PathBuf,
@@ -77,7 +78,8 @@ pub struct Origin {
 
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
+        let file = escape(&self.file.display().to_string());
+        write!(f, "{file}:{}:{}", self.line, self.column)
     }
 }
 
@@ -205,21 +207,9 @@ pub struct Config {
     pub ownership: Ownership,
     /// Every entry, in merge order.
     pub entries: Vec<Entry>,
-}
-
-impl Config {
-    /// Every `user`/`group` value in the config with its key: the top-level ones, then
-    /// each entry's.
-    pub fn principals(&self) -> impl Iterator<Item = (&'static str, &Principal)> {
-        std::iter::once(&self.ownership)
-            .chain(self.entries.iter().map(|e| &e.ownership))
-            .flat_map(|o| {
-                o.user
-                    .iter()
-                    .map(|p| ("user", p))
-                    .chain(o.group.iter().map(|p| ("group", p)))
-            })
-    }
+    /// Every `user` and `group` value written in any file, with its key, in file order,
+    /// including top-level values a later file overrides: each must resolve.
+    pub principals: Vec<(&'static str, Principal)>,
 }
 
 impl Default for Config {
@@ -229,6 +219,7 @@ impl Default for Config {
             driver: Driver::new(DEFAULT_DRIVER),
             ownership: Ownership::default(),
             entries: Vec::new(),
+            principals: Vec::new(),
         }
     }
 }

@@ -40,5 +40,6 @@ pub fn validate(m: Merged) -> Result<Config, ConfigError> {
             mode: m.mode,
         },
         entries,
+        principals: m.principals,
     })
 }

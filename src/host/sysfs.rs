@@ -111,7 +111,7 @@ pub fn link_name(path: &Path) -> Result<Option<String>, ReadError> {
 pub fn current_driver(root: &Root, addr: PciAddress) -> Result<Option<String>, ReadError> {
     let dir = root.device_dir(addr);
     if !dir.exists() {
-        return Err(read_err(&dir)(io::Error::from(io::ErrorKind::NotFound)));
+        return Err(read_err(&dir)(io::Error::from(nix::errno::Errno::ENOENT)));
     }
     link_name(&dir.join("driver"))
 }

@@ -1,7 +1,13 @@
 //! Selecting devices and groups from entries: which devices each entry matches, which
 //! entry names each device (the first; two drivers for one device is an error), and which
-//! entries bring each IOMMU group in. Entries that match nothing, bridges named directly
-//! and devices without a group become [`Problem`]s.
+//! entries bring each IOMMU group in. Entries that match nothing, bridges named directly,
+//! devices without a group and devices named twice become [`Problem`]s.
+//!
+//! The boot VGA device is not selected through an `id` entry that does not set
+//! `allow_boot_vga`: with two identical GPUs, the `id` means the one that is not the
+//! host's console. It is skipped with a warning (an error when the entry is `required`
+//! and matched nothing else). Named by `address`, it is selected and the guard refuses it
+//! unless the entry allows it.
 
 use std::collections::BTreeMap;
 
@@ -45,18 +51,45 @@ fn problem(entry: &Entry, message: String, error: bool) -> Problem {
 /// Errors: [`PlanError`] when two entries ask for different drivers for one device.
 pub fn select<'c>(config: &'c Config, host: &Host) -> Result<Selection<'c>, PlanError> {
     let mut sel = Selection::default();
+    let mut skipped = Vec::new();
     for entry in &config.entries {
         let mut matched = false;
         for dev in host.devices.values().filter(|d| matches(entry, d)) {
+            if skips_boot_vga(entry, dev) {
+                skipped.push((entry, dev.address));
+                continue;
+            }
             matched = true;
             sel.add(entry, dev, host)?;
         }
-        if !matched {
+        let skipped_here = skipped.iter().any(|(e, _)| e.index == entry.index);
+        if !matched && !skipped_here {
             let message = format!("{} matches no PCI device on this host", entry.selector);
+            sel.problems.push(problem(entry, message, entry.required));
+        } else if !matched {
+            let message = format!(
+                "{} matches only the boot VGA device, which is skipped",
+                entry.selector
+            );
             sel.problems.push(problem(entry, message, entry.required));
         }
     }
+    for (entry, addr) in skipped {
+        if !sel.devices.contains_key(&addr) {
+            let message = format!(
+                "{addr} matches {} but is the boot VGA device (the host's console): skipped. \
+                 To pass it through, name it by address with allow_boot_vga = true",
+                entry.selector
+            );
+            sel.problems.push(problem(entry, message, false));
+        }
+    }
     Ok(sel)
+}
+
+/// An `id` entry without `allow_boot_vga` does not select the boot VGA device.
+fn skips_boot_vga(entry: &Entry, dev: &Device) -> bool {
+    dev.boot_vga && !entry.allow_boot_vga && matches!(entry.selector, Selector::Id(_))
 }
 
 impl<'c> Selection<'c> {
@@ -70,6 +103,13 @@ impl<'c> Selection<'c> {
                         dev.address, entry.driver, prev.origin, prev.driver
                     ),
                 });
+            }
+            Some(prev) if prev.index != entry.index => {
+                let message = format!(
+                    "{} is already named by the entry at {}, whose settings apply",
+                    dev.address, prev.origin
+                );
+                self.problems.push(problem(entry, message, false));
             }
             Some(_) => {}
             None => {

@@ -286,6 +286,10 @@ impl Tree {
                 } else if meta.is_dir() {
                     stack.push(path.clone());
                     format!("dir {:o}", meta.mode())
+                } else if !meta.is_file() {
+                    // A FIFO, socket or device node: its type and mode (reading a FIFO
+                    // would block).
+                    format!("special {:o}", meta.mode())
                 } else {
                     format!(
                         "{:o} {}:{} {:?}",
