@@ -73,10 +73,17 @@ impl Lock {
         loop {
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(mut locked) => {
+                    // The note only tells a waiting run who holds the lock (and the
+                    // kernel's lock table is checked against it): a failure to write it
+                    // does not stop this run.
                     let note = format!("pid {}: {what}\n", std::process::id());
-                    locked.set_len(0).map_err(io_err)?;
-                    locked.rewind().map_err(io_err)?;
-                    locked.write_all(note.as_bytes()).map_err(io_err)?;
+                    let written = locked
+                        .set_len(0)
+                        .and_then(|()| locked.rewind())
+                        .and_then(|()| locked.write_all(note.as_bytes()));
+                    if let Err(e) = written {
+                        log::debug!("{}: cannot write the holder's note: {e}", path.display());
+                    }
                     return Ok(Lock { _file: locked });
                 }
                 Err((f, nix::errno::Errno::EWOULDBLOCK)) => {

@@ -300,3 +300,34 @@ fn concurrent_run_waits_then_names_the_lock_holder() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stderr(&o).contains("nothing changed"));
 }
+
+/// A run killed mid-group left its own `vfio-pci` override on a device that is now on no
+/// driver; the state file holds what the device had before. When the rerun fails and
+/// rolls back, the device goes back to the recorded driver and override, not to what
+/// the killed run left.
+#[test]
+fn rollback_after_a_killed_run_restores_the_recorded_values() {
+    let t = tree("");
+    t.driver("xhci_hcd");
+    std::fs::remove_file(t.path(&format!("sys/bus/pci/devices/{XHCI}/driver"))).ok();
+    std::fs::remove_file(t.path(&format!("sys/devices/pci0000:00/{XHCI}/driver"))).ok();
+    t.set_override(XHCI, "vfio-pci");
+    std::fs::create_dir_all(t.path("run/vfio-bind")).unwrap();
+    std::fs::write(
+        t.path("run/vfio-bind/state.toml"),
+        format!("version = 1\n[devices.\"{XHCI}\"]\ndriver = \"vfio-pci\"\ngroup = 7\nprevious_driver = \"xhci_hcd\"\n"),
+    )
+    .unwrap();
+    let k = FakeKernel::mount(&t, Rules::default().refuse(SIB, "vfio-pci"));
+    assert_eq!(k.driver(XHCI), None);
+    assert_eq!(k.override_of(XHCI).as_deref(), Some("vfio-pci"));
+    let o = apply(&k);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("{XHCI}: rolled back to xhci_hcd")),
+        "{err}"
+    );
+    group7_rolled_back(&k);
+    group8_bound(&k);
+}

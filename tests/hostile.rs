@@ -55,7 +55,13 @@ fn fifo(path: &std::path::Path) {
 
 /// A second card identical to the boot VGA (1234:1111), in its own group.
 fn two_gpus(t: &Tree) {
-    t.device(dev("0000:06:00.0", "1234:1111", 0x030000, Some("bochs-drm"), 11));
+    t.device(dev(
+        "0000:06:00.0",
+        "1234:1111",
+        0x030000,
+        Some("bochs-drm"),
+        11,
+    ));
 }
 
 fn cases() -> Vec<Case> {
@@ -350,8 +356,56 @@ fn the_lock_holder_named_is_the_real_one() {
             assert!(err.contains(&format!("pid {}", holder.id())), "{err}");
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(5), "never saw the lock held");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "never saw the lock held"
+        );
     }
     holder.kill().unwrap();
     holder.wait().unwrap();
+}
+
+/// The state file cannot be written (here: no file may grow, RLIMIT_FSIZE 0, as on a
+/// full /run): the failure names the file and the errno, the group is not touched, and no
+/// temporary file is left behind.
+#[test]
+fn a_failed_state_write_names_the_file_and_errno_and_leaves_nothing() {
+    use std::os::unix::process::CommandExt;
+    let t = q35();
+    t.driver("vfio-pci");
+    t.config("[[device]]\naddress = \"02:00.0\"\n");
+    let before = t.state();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vfio-bind"));
+    cmd.arg("--root")
+        .arg(t.root())
+        .arg("apply")
+        .env_remove("JOURNAL_STREAM");
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_FSIZE, 0, 0)?;
+            nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGXFSZ,
+                nix::sys::signal::SigHandler::SigIgn,
+            )?;
+            Ok(())
+        });
+    }
+    let o = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("group 8: "), "{err}");
+    assert!(err.contains("run/vfio-bind/.state.toml."), "{err}");
+    assert!(err.contains("File too large (os error 27)"), "{err}");
+    let mut after = t.state();
+    after.retain(|k, _| !k.starts_with("run/vfio-bind"));
+    let mut before = before;
+    before.retain(|k, _| !k.starts_with("run/vfio-bind"));
+    assert_eq!(before, after, "sysfs changed");
+    let left: Vec<_> = std::fs::read_dir(t.path("run/vfio-bind"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "lock")
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
