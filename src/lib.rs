@@ -20,6 +20,7 @@ pub mod config;
 pub mod driver;
 pub mod error;
 pub mod host;
+pub mod interrupt;
 pub mod lock;
 pub mod names;
 pub mod output;

@@ -95,6 +95,18 @@ fn main() -> ExitCode {
     };
     vfio_bind::report::init_logging(verbosity);
     let ctx = context(&cli);
+    // Runs that write must never die half-way through a group: signals become a flag
+    // they check (and SIGPIPE is ignored); the others die quietly on a closed pipe.
+    let writes = matches!(
+        cli.command,
+        Command::Apply { dry_run: false } | Command::Release { .. }
+    );
+    if writes {
+        if let Err(e) = vfio_bind::interrupt::install() {
+            log::error!("cannot install signal handlers: {e}");
+            return ExitCode::from(1);
+        }
+    }
     match dispatch(&ctx, cli.command) {
         Ok(code) => ExitCode::from(code),
         Err(e) => report(&e),

@@ -37,6 +37,11 @@ fn e2e_package_boot_reload_journal_under_systemd() {
             repo.join("tests/e2e/vfio-bind-unhardened.service")
                 .display()
         ))
+        .arg("--file")
+        .arg(format!(
+            "{}:/etc/fstab",
+            repo.join("tests/e2e/fstab-vartmp").display()
+        ))
         .arg("-")
         .arg(repo.join("tests/e2e/package.sh"))
         .arg(&logdir)

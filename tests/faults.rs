@@ -331,3 +331,64 @@ fn rollback_after_a_killed_run_restores_the_recorded_values() {
     group7_rolled_back(&k);
     group8_bound(&k);
 }
+
+/// SIGTERM (`systemctl stop`, the unit's start timeout) in the middle of a slow probe:
+/// the device being waited for is named, the group in progress is rolled back, no later
+/// group is started, and the run says so and exits 1.
+#[test]
+fn sigterm_mid_group_rolls_the_group_back_and_stops() {
+    let t = tree("");
+    let k = FakeKernel::mount(
+        &t,
+        Rules::default().slow_probe(XHCI, "vfio-pci", Duration::from_millis(3000)),
+    );
+    let mut cmd = k.command();
+    cmd.args(["--bind-timeout", "10000", "apply"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    assert!(common::fakekernel::eventually(
+        Duration::from_secs(5),
+        || { k.override_of(XHCI).as_deref() == Some("vfio-pci") }
+    ));
+    std::thread::sleep(Duration::from_millis(200));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("{XHCI}: SIGTERM after")), "{err}");
+    assert!(err.contains("stopped by SIGTERM"), "{err}");
+    assert!(err.contains("1 of 2 groups not applied"), "{err}");
+    group7_rolled_back(&k);
+    assert_eq!(
+        k.driver(NIC).as_deref(),
+        Some("e1000e"),
+        "group 8 was started"
+    );
+    assert_eq!(k.override_of(NIC), None);
+}
+
+/// `vfio-bind apply 2>&1 | head -1`: stderr closed after the first line. Writing the log
+/// fails (EPIPE) and must not kill the run: every group ends bound.
+#[test]
+fn a_closed_stderr_never_kills_a_run() {
+    let t = tree("");
+    let k = FakeKernel::mount(&t, Rules::default());
+    let (reader, writer) = nix::unistd::pipe().unwrap();
+    drop(reader);
+    let o = k
+        .command()
+        .args(["--bind-timeout", "3000", "apply"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(writer))
+        .status()
+        .unwrap();
+    assert_eq!(o.code(), Some(0));
+    assert_eq!(k.driver(XHCI).as_deref(), Some("vfio-pci"));
+    assert_eq!(k.driver(SIB).as_deref(), Some("vfio-pci"));
+    assert_eq!(k.driver(NIC).as_deref(), Some("vfio-pci"));
+}

@@ -84,6 +84,15 @@ pub enum ApplyError {
         /// The vfio driver it is on.
         driver: String,
     },
+    /// A terminating signal arrived: the group in progress is rolled back, no later group
+    /// is started.
+    #[error("stopped by {signal}{}", device.map(|d| format!(" while binding {d}")).unwrap_or_default())]
+    Interrupted {
+        /// The signal (`SIGTERM`).
+        signal: &'static str,
+        /// The device whose bind was in progress, if one was.
+        device: Option<PciAddress>,
+    },
     /// The plan refused the group (see the refusals).
     #[error("group {group} refused: {reasons}")]
     Refused {

@@ -7,6 +7,7 @@ use crate::apply::module::ensure_driver;
 use crate::apply::node::set_node;
 use crate::apply::options::Options;
 use crate::apply::protocol::{bind_member, restore_member, Previous};
+use crate::interrupt;
 use crate::owner::NodeOwner;
 use crate::pci::PciAddress;
 use crate::plan::model::GroupPlan;
@@ -113,6 +114,12 @@ fn bind_all(
     out: &mut GroupOutcome,
 ) -> Result<(), ApplyError> {
     for m in g.members.iter().filter(|m| m.action.writes()) {
+        if let Some(signal) = interrupt::requested() {
+            return Err(ApplyError::Interrupted {
+                signal,
+                device: None,
+            });
+        }
         out.changed.push(m.address);
         bind_member(root, g.group, m, opts)?;
     }

@@ -31,7 +31,9 @@ use crate::state::State;
 
 /// Release the devices of `plan.releases` (no longer configured), then apply every
 /// group, in order, with the resolved ownership `owners`, recording in `state` (saved
-/// after each step) what was bound. A failed or refused group does not stop the others.
+/// after each step) what was bound. A failed or refused group does not stop the others;
+/// a terminating signal ([`crate::interrupt`]) does: the group in progress is rolled
+/// back and the outcomes stop there (fewer than the plan has).
 pub fn apply(
     root: &Root,
     plan: &Plan,
@@ -39,18 +41,29 @@ pub fn apply(
     state: &mut State,
     opts: &Options,
 ) -> (Vec<ReleaseOutcome>, Vec<GroupOutcome>) {
-    let released = plan
-        .releases
-        .iter()
-        .map(|r| {
-            release::release_recorded(root, r.address, Some(&r.record), r.present, state, opts)
-        })
-        .collect();
-    let groups = plan
-        .groups
-        .iter()
-        .map(|g| group::apply_group(root, g, owners.get(&g.group), state, opts))
-        .collect();
+    let mut released = Vec::new();
+    for r in &plan.releases {
+        if crate::interrupt::requested().is_some() {
+            return (released, Vec::new());
+        }
+        let rec = Some(&r.record);
+        released.push(release::release_recorded(
+            root, r.address, rec, r.present, state, opts,
+        ));
+    }
+    let mut groups = Vec::new();
+    for g in &plan.groups {
+        if crate::interrupt::requested().is_some() {
+            break;
+        }
+        groups.push(group::apply_group(
+            root,
+            g,
+            owners.get(&g.group),
+            state,
+            opts,
+        ));
+    }
     (released, groups)
 }
 

@@ -20,6 +20,7 @@ use crate::apply::module::{ensure_driver, load_modalias};
 use crate::apply::options::Options;
 use crate::driver;
 use crate::host::sysfs;
+use crate::interrupt;
 use crate::pci::PciAddress;
 use crate::plan::model::{Action, MemberPlan};
 use crate::root::Root;
@@ -50,20 +51,35 @@ pub fn driver_now(root: &Root, addr: PciAddress) -> Result<Option<String>, Apply
     })
 }
 
-/// Wait until `addr` is on `want` (`None`: on no driver), polling every 10 ms.
+/// Wait until `addr` is on `want` (`None`: on no driver), polling every 10 ms. An
+/// `interruptible` wait (a bind) gives up at a terminating signal, naming the device in
+/// the journal (a probe that wedges is what a unit's start timeout stops); the waits of a
+/// rollback or a release are not, so that they finish what they started.
 ///
-/// Errors: [`ApplyError::Verify`] after `timeout`, [`ApplyError::Read`].
+/// Errors: [`ApplyError::Verify`] after `timeout`, [`ApplyError::Read`],
+/// [`ApplyError::Interrupted`].
 pub fn wait_driver(
     root: &Root,
     addr: PciAddress,
     want: Option<&str>,
     timeout: Duration,
+    interruptible: bool,
 ) -> Result<(), ApplyError> {
     let start = Instant::now();
     loop {
         let now = driver_now(root, addr)?;
         if now.as_deref() == want {
             return Ok(());
+        }
+        if let Some(signal) = interruptible.then(interrupt::requested).flatten() {
+            let waited = start.elapsed().as_millis();
+            log::error!(VFIO_BIND_ADDRESS = addr.to_string().as_str(), VFIO_BIND_ACTION = "interrupted";
+                "{addr}: {signal} after {waited} ms waiting for it to bind to {} (driver now: {})",
+                want.unwrap_or("no driver"), now.as_deref().unwrap_or("none"));
+            return Err(ApplyError::Interrupted {
+                signal,
+                device: Some(addr),
+            });
         }
         if start.elapsed() >= timeout {
             return Err(ApplyError::Verify {
@@ -108,7 +124,7 @@ pub fn bind_member(
     if now.as_deref() != Some(driver) {
         write_attr(&dev, &root.path("/sys/bus/pci/drivers_probe"), &dev)?;
     }
-    wait_driver(root, addr, Some(driver), opts.bind_timeout)?;
+    wait_driver(root, addr, Some(driver), opts.bind_timeout, true)?;
     let was = m.driver.as_deref().unwrap_or("no driver");
     log::info!(VFIO_BIND_ADDRESS = dev.as_str(), VFIO_BIND_GROUP = group, VFIO_BIND_DRIVER = driver, VFIO_BIND_ACTION = "bind";
         "{dev}: bound to {driver} (was {was})");
@@ -160,7 +176,7 @@ pub fn restore_member(
         if let Some(prev) = prev {
             write_attr(&dev, &root.driver_dir(prev).join("bind"), &dev)?;
         }
-        wait_driver(root, addr, prev, opts.bind_timeout)?;
+        wait_driver(root, addr, prev, opts.bind_timeout, false)?;
     }
     let prev_override = prev_state
         .driver_override
@@ -203,7 +219,7 @@ fn wait_previous(
     want: &str,
     opts: &Options,
 ) -> Result<(), ApplyError> {
-    let Err(e) = wait_driver(root, addr, Some(want), opts.bind_timeout) else {
+    let Err(e) = wait_driver(root, addr, Some(want), opts.bind_timeout, false) else {
         return Ok(());
     };
     if driver_now(root, addr)?.is_some() || !root.driver_dir(want).is_dir() {
@@ -214,7 +230,7 @@ fn wait_previous(
         &root.driver_dir(want).join("bind"),
         &addr.to_string(),
     )?;
-    wait_driver(root, addr, Some(want), opts.bind_timeout)
+    wait_driver(root, addr, Some(want), opts.bind_timeout, false)
 }
 
 /// Give a device back to its host driver: restore `driver_override` (the recorded one,

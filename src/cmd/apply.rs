@@ -35,14 +35,29 @@ pub fn run(ctx: &Context, dry_run: bool) -> Result<u8, Error> {
     for o in &outcomes {
         changed += o.changed.len() + usize::from(o.node_changed);
     }
-    let rules = udev::sync(&ctx.root, apply::kept_nodes(&plan, &outcomes, &owners));
+    // Stopped by a signal, the groups not reached keep their rules as they are.
+    let rules = if crate::interrupt::requested().is_some() {
+        Ok(())
+    } else {
+        udev::sync(&ctx.root, apply::kept_nodes(&plan, &outcomes, &owners))
+    };
     if let Err(e) = &rules {
         log::error!("{e}");
     }
-    let summary = report::summary(&plan, &released, &outcomes);
+    let mut summary = report::summary(&plan, &released, &outcomes);
+    let skipped = plan.groups.len() - outcomes.len();
+    if let Some(signal) = crate::interrupt::requested() {
+        log::error!(
+            "stopped by {signal}: the group in progress was rolled back; {skipped} of {} \
+             groups not applied (run `vfio-bind apply` again)",
+            plan.groups.len()
+        );
+        summary.push_str(&format!("; stopped by {signal}, {skipped} not applied"));
+    }
     let failed = outcomes.iter().any(|o| o.result.is_err())
         || released.iter().any(|r| r.result.is_err())
-        || rules.is_err();
+        || rules.is_err()
+        || skipped > 0;
     if changed == 0 && !failed && !plan.groups.is_empty() {
         log::info!("{summary} (already in place, nothing changed)");
     } else {

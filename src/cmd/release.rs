@@ -94,6 +94,10 @@ pub fn run(ctx: &Context, addrs: &[String], all: bool) -> Result<u8, Error> {
     }
     let mut outcomes = Vec::new();
     for addr in targets {
+        if let Some(signal) = crate::interrupt::requested() {
+            log::error!("stopped by {signal}; the devices not yet released stay bound");
+            break;
+        }
         let record = state.get(addr).cloned();
         let present = host.devices.contains_key(&addr);
         outcomes.push(apply::release::release_recorded(
@@ -112,5 +116,7 @@ pub fn run(ctx: &Context, addrs: &[String], all: bool) -> Result<u8, Error> {
         outcomes.len() - failed,
         outcomes.len()
     );
-    Ok(u8::from(failed > 0))
+    Ok(u8::from(
+        failed > 0 || crate::interrupt::requested().is_some(),
+    ))
 }

@@ -48,6 +48,16 @@ done_us="$(mono vfio-bind.service ActiveEnterTimestampMonotonic)"
 trig_us="$(mono systemd-udev-trigger.service ExecMainStartTimestampMonotonic)"
 echo "vfio-bind start $start_us, active $done_us; udev coldplug start $trig_us (us since boot)"
 e2e_check "vfio-bind finished before udev's coldplug started" test "$done_us" -lt "$trig_us"
+e2e_check "/var/tmp is mounted from the disk that appears at coldplug" \
+    sh -c "findmnt -n -o SOURCE /var/tmp | grep -q '^/dev/vda'"
+e2e_check "var-tmp.mount is active, no emergency or rescue mode" \
+    sh -c "systemctl -q is-active var-tmp.mount && ! systemctl -q is-active emergency.target && ! systemctl -q is-active rescue.target"
+systemctl show -p After -p Wants -p Requires -p RequiresMountsFor vfio-bind.service >unit-deps.txt
+cat unit-deps.txt
+e2e_check "the unit pulls in no mount and waits for no file system" \
+    sh -c "! grep -E 'tmp.mount|var-tmp.mount|local-fs.target|systemd-tmpfiles-setup.service' unit-deps.txt && ! grep -E '^RequiresMountsFor=.*(/tmp|/var)' unit-deps.txt"
+e2e_check "the unit ran before systemd-modules-load" \
+    test "$done_us" -le "$(mono systemd-modules-load.service ExecMainStartTimestampMonotonic)"
 journalctl -k -b --no-pager -o short-monotonic >kernel.txt
 for b in $XHCI $SIB $LONE; do
     e2e_check "no host driver message for $b in the kernel log" \
@@ -73,6 +83,8 @@ e2e_check "structured fields on the bind entry" \
     grep -q '"VFIO_BIND_ACTION":"bind".*\|"VFIO_BIND_DRIVER":"vfio-pci"' journal-lone.json
 
 e2e_section "reload after an edit"
+# Something mounts over /tmp and /var/tmp late: a reload must not care.
+mount -t tmpfs tmpfs /tmp && mount -t tmpfs tmpfs /var/tmp
 cat >/etc/vfio-bind.toml <<TOML
 user = "alice"
 group = "kvm"

@@ -4,7 +4,8 @@
 #
 #   - Debian packages: qemu-system-x86 (the guest), busybox-static (its userland),
 #     kmod (depmod for the guest's modules.dep), cpio (the initramfs), e2fsprogs (its
-#     disk), make and groff-base (install and man page tests).
+#     disk), make and groff-base (install and man page tests), systemd
+#     (systemd-analyze verify of the unit's ordering), util-linux (flock).
 #   - The kernel that Debian's linux-image-amd64 depends on, downloaded with
 #     `apt-get download` and unpacked into the cache (no install on this machine).
 #
@@ -22,6 +23,8 @@ command -v cpio >/dev/null || need+=(cpio)
 command -v make >/dev/null || need+=(make)            # tests/install.rs
 command -v groff >/dev/null || need+=(groff-base)     # man page checks
 command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)  # the guest's virtio disk
+command -v systemd-analyze >/dev/null || need+=(systemd)  # tests/unit_ordering.rs
+command -v flock >/dev/null || need+=(util-linux)     # tests/hostile.rs (a lock holder)
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing ${need[*]}" >&2
     if [ "$(id -u)" != 0 ]; then
