@@ -784,14 +784,26 @@ mod doctor {
     fn shared_group_gets_acs_advice() {
         let t = q35();
         healthy(&t);
-        t.config("[[device]]\nid = \"1b36:000d\"\n");
+        // Another slot's device in the group (behind a PCIe-to-PCI bridge): a warning
+        // that names it, not the named device itself.
+        t.config("[[device]]\naddress = \"04:01.0\"\n");
         let (code, out) = run(&t);
         assert_eq!(code, Some(0), "a shared group is a warning: {out}");
         assert!(
-            out.contains("[warn] device group: group 7 of 0000:01:00.0 also holds: 0000:01:00.0 USB controller; 0000:01:00.1 Ethernet controller"),
+            out.contains("[warn] device group: group 9 of 0000:04:01.0 also holds: 0000:04:02.0 Ethernet controller fix:"),
             "{out}"
         );
         assert!(out.contains("ACS"), "{out}");
+        // The other functions of the named device's own slot (a GPU's HDMI audio, here
+        // the xhci's sibling function) are not strangers.
+        t.config("[[device]]\nid = \"1b36:000d\"\n");
+        let (code, out) = run(&t);
+        assert_eq!(code, Some(0), "{out}");
+        assert!(
+            out.contains("[ ok ] device group: group 7 of 0000:01:00.0: with its own functions only (0000:01:00.1 Ethernet controller)"),
+            "{out}"
+        );
+        assert!(!out.contains("also holds"), "{out}");
     }
 
     #[test]

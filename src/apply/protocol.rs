@@ -204,9 +204,15 @@ fn release_unrecorded(
         device: addr,
         source,
     })?;
+    let dev = addr.to_string();
+    let on = now.as_deref().unwrap_or("no driver");
     if ovr.as_deref().is_some_and(driver::is_vfio) {
-        let dev = addr.to_string();
         write_attr(&dev, &root.device_dir(addr).join("driver_override"), "\n")?;
+        log::info!(VFIO_BIND_ADDRESS = dev.as_str(), VFIO_BIND_ACTION = "release";
+            "{dev}: not bound by vfio-bind and on {on}; cleared its vfio driver_override");
+    } else {
+        log::info!(VFIO_BIND_ADDRESS = dev.as_str(), VFIO_BIND_ACTION = "release";
+            "{dev}: not bound by vfio-bind and on {on}, not a vfio driver: nothing to release");
     }
     Ok(Some(now.clone()))
 }

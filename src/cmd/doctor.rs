@@ -457,21 +457,34 @@ fn groups(p: &plan::Plan) -> Vec<Finding> {
     out
 }
 
-/// One configured group: refused, shared with other endpoints, or alone.
+/// One configured group: refused, shared with other endpoints, or alone. The devices
+/// the config names and the other functions of their slots (a GPU's HDMI audio function)
+/// are not strangers: only endpoints of other slots make a warning.
 fn group(g: &plan::GroupPlan) -> Finding {
     let names = Names::none();
-    let endpoints: Vec<String> = g
-        .members
-        .iter()
-        .filter(|m| m.action != Action::Bridge)
-        .map(|m| format!("{} {}", m.address, names.class(m.class)))
+    let named: Vec<&plan::MemberPlan> = g.members.iter().filter(|m| m.entry.is_some()).collect();
+    let same_slot = |m: &plan::MemberPlan| {
+        named.iter().any(|n| {
+            let (a, b) = (n.address, m.address);
+            (a.domain, a.bus, a.device) == (b.domain, b.bus, b.device)
+        })
+    };
+    let show = |m: &&plan::MemberPlan| format!("{} {}", m.address, names.class(m.class));
+    let endpoints = g.members.iter().filter(|m| m.action != Action::Bridge);
+    let strangers: Vec<String> = endpoints
+        .clone()
+        .filter(|m| m.entry.is_none() && !same_slot(m))
+        .map(|m| show(&m))
         .collect();
-    let named: Vec<String> = g
-        .members
+    let functions: Vec<String> = endpoints
+        .filter(|m| m.entry.is_none() && same_slot(m))
+        .map(|m| show(&m))
+        .collect();
+    let named_list = named
         .iter()
-        .filter(|m| m.entry.is_some())
         .map(|m| m.address.to_string())
-        .collect();
+        .collect::<Vec<_>>()
+        .join(", ");
     if g.verdict() == plan::Verdict::Refused {
         let why: Vec<String> = g
             .refusals
@@ -481,18 +494,17 @@ fn group(g: &plan::GroupPlan) -> Finding {
         finding(
             Severity::Fail,
             "device group",
-            format!("group {} of {}: refused", g.group, named.join(", ")),
+            format!("group {} of {named_list}: refused", g.group),
         )
         .fix(why.join("; "))
-    } else if endpoints.len() > 1 {
+    } else if !strangers.is_empty() {
         finding(
             Severity::Warn,
             "device group",
             format!(
-                "group {} of {} also holds: {}",
+                "group {} of {named_list} also holds: {}",
                 g.group,
-                named.join(", "),
-                endpoints.join("; ")
+                strangers.join("; ")
             ),
         )
         .fix(
@@ -501,15 +513,21 @@ fn group(g: &plan::GroupPlan) -> Finding {
              or pass them all through. The ACS override kernel patch removes the isolation \
              guarantee: avoid it",
         )
-    } else {
+    } else if !functions.is_empty() {
         finding(
             Severity::Ok,
             "device group",
             format!(
-                "group {} of {}: alone in its group",
+                "group {} of {named_list}: with its own functions only ({})",
                 g.group,
-                named.join(", ")
+                functions.join("; ")
             ),
+        )
+    } else {
+        finding(
+            Severity::Ok,
+            "device group",
+            format!("group {} of {named_list}: alone in its group", g.group),
         )
     }
 }

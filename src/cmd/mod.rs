@@ -8,7 +8,7 @@ use crate::apply::Options;
 use crate::config::{self, Config, Source};
 use crate::error::Error;
 use crate::host::snapshot::Host;
-use crate::host::usage;
+use crate::host::{nodes, usage};
 use crate::lock::Lock;
 use crate::owner::{self, Owners};
 use crate::plan::{self, guard, Plan};
@@ -127,6 +127,8 @@ impl Context {
             &self.users(),
             plan.groups.iter().map(|g| (g.group, &g.ownership)),
         )?;
+        let nodes = nodes::read(&self.root, plan.groups.iter().map(|g| g.group));
+        plan::node::check(&mut plan, &owners, &nodes);
         Ok(Planned {
             config,
             lock,

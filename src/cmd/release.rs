@@ -49,7 +49,7 @@ fn sync_rules(ctx: &Context) {
         let bound = plan
             .groups
             .iter()
-            .filter(|g| g.verdict() == Verdict::Bound)
+            .filter(|g| matches!(g.verdict(), Verdict::Bound | Verdict::NodePending))
             .map(|g| (g.group, &g.ownership));
         Ok(owner::resolve_groups(&ctx.users(), bound)?)
     })();

@@ -3,11 +3,13 @@
 //! - [`sysfs`]: reading single attributes (`driver`, `driver_override`, `uevent`...), the
 //!   one place sysfs files are opened for reading; also used by apply to verify binds;
 //! - [`snapshot`]: the PCI devices, IOMMU groups and PCI drivers ([`snapshot::Host`]);
+//! - [`nodes`]: `/dev/vfio/<group>` owner, group and mode, for the node check;
 //! - [`usage`]: what the host uses beneath its devices (mounts, swap, holders, network
 //!   interfaces), read only when some group will be written.
 //!
 //! Nothing here writes.
 
+pub mod nodes;
 pub mod snapshot;
 pub mod sysfs;
 pub mod usage;

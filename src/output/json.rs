@@ -120,7 +120,7 @@ impl GroupState {
             Verdict::Refused => GroupState::Refused,
             Verdict::Pending { .. } => GroupState::NotBound,
             Verdict::Bound if node_ok => GroupState::Bound,
-            Verdict::Bound => GroupState::NodeNotAsConfigured,
+            Verdict::Bound | Verdict::NodePending => GroupState::NodeNotAsConfigured,
         }
     }
 }

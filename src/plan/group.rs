@@ -78,6 +78,7 @@ pub fn group(
         members,
         refusals: Vec::new(),
         ownership: merge_ownership(number, entries)?,
+        node_pending: false,
     })
 }
 

@@ -9,7 +9,8 @@
 //! [`select`] (entries → devices and groups) → [`group`] (each member's action, the
 //! node's ownership) → [`release`] (what the config no longer names) → [`guard`] (the
 //! refusals, a separate pass that needs the host-use scan only when something will be
-//! written) → [`render`] (the text `check` and `apply --dry-run` print). The types are
+//! written) → [`node`] (whose `/dev/vfio/<group>` apply will change, once ownership is
+//! resolved) → [`render`] (the text `check` and `apply --dry-run` print). The types are
 //! in [`model`].
 //!
 //! Nothing here reads or writes the host: `check`, `apply --dry-run`, `status`, `doctor`
@@ -19,6 +20,7 @@
 pub mod group;
 pub mod guard;
 pub mod model;
+pub mod node;
 pub mod release;
 pub mod render;
 pub mod select;

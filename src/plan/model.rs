@@ -102,7 +102,10 @@ pub enum Verdict {
         /// How many members need a write.
         changes: usize,
     },
-    /// Every member is where it should be.
+    /// Every member is where it should be, but `/dev/vfio/<group>` does not have the
+    /// configured owner, group or mode yet (`apply` sets it).
+    NodePending,
+    /// Every member is where it should be, and so is the node.
     Bound,
 }
 
@@ -120,6 +123,8 @@ pub struct GroupPlan {
     pub refusals: Vec<Refusal>,
     /// Ownership wanted on `/dev/vfio/<group>`.
     pub ownership: Ownership,
+    /// The node does not have that ownership yet (filled by [`crate::plan::node::check`]).
+    pub node_pending: bool,
 }
 
 impl GroupPlan {
@@ -140,6 +145,8 @@ impl GroupPlan {
             Verdict::Refused
         } else if changes > 0 {
             Verdict::Pending { changes }
+        } else if self.node_pending {
+            Verdict::NodePending
         } else {
             Verdict::Bound
         }

@@ -47,6 +47,7 @@ pub fn verdict_text(v: Verdict) -> &'static str {
     match v {
         Verdict::Refused => "refused, nothing will be changed",
         Verdict::Bound => "already bound, nothing to do",
+        Verdict::NodePending => "bound; its /dev/vfio node will be set",
         Verdict::Pending { .. } => "will be bound",
     }
 }
@@ -60,7 +61,14 @@ fn group(f: &mut fmt::Formatter<'_>, g: &GroupPlan) -> fmt::Result {
         writeln!(f, "  refused: {} {}", r.member, r.reason)?;
     }
     if !g.ownership.is_empty() {
-        writeln!(f, "  /dev/vfio/{}: {}", g.group, g.ownership)?;
+        // A group about to be bound gets its node set anyway; say it only when the
+        // node is all that apply will change.
+        let pending = if g.verdict() == Verdict::NodePending {
+            " (will be set)"
+        } else {
+            ""
+        };
+        writeln!(f, "  /dev/vfio/{}: {}{pending}", g.group, g.ownership)?;
     }
     Ok(())
 }
