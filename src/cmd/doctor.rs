@@ -457,10 +457,9 @@ fn groups(p: &plan::Plan) -> Vec<Finding> {
     out
 }
 
-/// One configured group: refused, shared with other endpoints, or alone. The devices
-/// the config names and the other functions of their slots (a GPU's HDMI audio function)
-/// are not strangers: only endpoints of other slots make a warning.
-fn group(g: &plan::GroupPlan) -> Finding {
+/// The named devices (as a list), the endpoints of other slots, and the other functions
+/// of the named devices' slots, each as `address class`.
+fn members(g: &plan::GroupPlan) -> (String, Vec<String>, Vec<String>) {
     let names = Names::none();
     let named: Vec<&plan::MemberPlan> = g.members.iter().filter(|m| m.entry.is_some()).collect();
     let same_slot = |m: &plan::MemberPlan| {
@@ -485,6 +484,14 @@ fn group(g: &plan::GroupPlan) -> Finding {
         .map(|m| m.address.to_string())
         .collect::<Vec<_>>()
         .join(", ");
+    (named_list, strangers, functions)
+}
+
+/// One configured group: refused, shared with other endpoints, or alone. The devices
+/// the config names and the other functions of their slots (a GPU's HDMI audio function)
+/// are not strangers: only endpoints of other slots make a warning.
+fn group(g: &plan::GroupPlan) -> Finding {
+    let (named_list, strangers, functions) = members(g);
     if g.verdict() == plan::Verdict::Refused {
         let why: Vec<String> = g
             .refusals
