@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 
 use cli::{Cli, Command};
 use vfio_bind::apply::Options;
@@ -47,8 +47,7 @@ fn dispatch(ctx: &Context, command: Command) -> Result<u8, Error> {
         Command::Release { addresses, all } => cmd::release::run(ctx, &addresses, all),
         Command::Doctor { guest_memory } => cmd::doctor::run(ctx, guest_memory),
         Command::Completions { shell } => {
-            let mut out = std::io::stdout();
-            clap_complete::generate(shell, &mut Cli::command(), "vfio-bind", &mut out);
+            print!("{}", cli::completions(shell));
             Ok(0)
         }
     }

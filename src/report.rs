@@ -26,11 +26,18 @@ impl Log for StderrLog {
             Level::Info => "",
             Level::Debug | Level::Trace => "debug: ",
         };
-        let _ = writeln!(
-            std::io::stderr().lock(),
-            "vfio-bind: {prefix}{}",
-            record.args()
-        );
+        // Every line carries the program's name, so a multi-line message stays
+        // attributable; continuation lines are indented under the first, not counted as
+        // more errors. A write error (a closed pipe) is ignored: logging never aborts a run.
+        let text = record.args().to_string();
+        let mut err = std::io::stderr().lock();
+        for (i, line) in text.lines().enumerate() {
+            let _ = if i == 0 {
+                writeln!(err, "vfio-bind: {prefix}{line}")
+            } else {
+                writeln!(err, "vfio-bind:   {line}")
+            };
+        }
     }
 
     fn flush(&self) {}

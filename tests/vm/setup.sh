@@ -5,7 +5,8 @@
 #   - Debian packages: qemu-system-x86 (the guest), busybox-static (its userland),
 #     kmod (depmod for the guest's modules.dep), cpio (the initramfs), e2fsprogs (its
 #     disk), make and groff-base (install and man page tests), systemd
-#     (systemd-analyze verify of the unit's ordering), util-linux (flock).
+#     (systemd-analyze verify of the unit's ordering), util-linux (flock), zsh and fish
+#     (the completion scripts run in each shell).
 #   - The kernel that Debian's linux-image-amd64 depends on, downloaded with
 #     `apt-get download` and unpacked into the cache (no install on this machine).
 #
@@ -25,6 +26,8 @@ command -v groff >/dev/null || need+=(groff-base)     # man page checks
 command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)  # the guest's virtio disk
 command -v systemd-analyze >/dev/null || need+=(systemd)  # tests/unit_ordering.rs
 command -v flock >/dev/null || need+=(util-linux)     # tests/hostile.rs (a lock holder)
+command -v zsh >/dev/null || need+=(zsh)              # tests/completions.rs
+command -v fish >/dev/null || need+=(fish)            # tests/completions.rs
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing ${need[*]}" >&2
     if [ "$(id -u)" != 0 ]; then
