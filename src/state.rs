@@ -1,24 +1,31 @@
-//! What vfio-bind has bound: `/run/vfio-bind/state.toml`. `/run` is a tmpfs, so the record
-//! lasts exactly as long as the binds do (until reboot).
+//! What vfio-bind has bound: one file per IOMMU group, `/run/vfio-bind/groups/<n>.toml`.
+//! `/run` is a tmpfs, so the record lasts exactly as long as the binds do (until reboot).
 //!
-//! The file carries a schema `version` (now [`STATE_VERSION`]); a file without one was
-//! written before the key existed and reads as version 1. Each older version is converted
-//! on reading (none is older than 1 today); a version newer than this binary knows is
-//! refused with a clear message, never guessed at or overwritten. Unknown keys of a known
-//! version are ignored. The file is replaced atomically through [`crate::atomic`].
+//! One file per group, so that recording a group before its first write (write-ahead)
+//! and forgetting a released device cost in proportion to that group, never to
+//! everything bound before it: a host of thousands of devices is recorded in linear time.
+//! Each file is replaced atomically through [`crate::atomic`]; only the groups changed
+//! since the last save are written ([`State::save`]).
+//!
+//! Each file carries the schema `version` (now [`STATE_VERSION`]). Version 1, the single
+//! file `/run/vfio-bind/state.toml` (a file without `version` is version 1), is converted
+//! on reading: the next save writes its groups' files and removes it. A version newer
+//! than this binary knows is refused with a clear message, never guessed at or
+//! overwritten. Unknown keys of a known version are ignored.
 //!
 //! ```toml
-//! version = 1
+//! # /run/vfio-bind/groups/7.toml
+//! version = 2
 //! [devices."0000:01:00.0"]        # bound by vfio-bind, and what it had before
 //! driver = "vfio-pci"
 //! group = 7
 //! previous_driver = "xhci_hcd"
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -33,11 +40,11 @@ use crate::text::escape;
 pub const STATE_DIR: &str = "/run/vfio-bind";
 
 /// The state file's schema version this binary writes and reads.
-pub const STATE_VERSION: u32 = 1;
+pub const STATE_VERSION: u32 = 2;
 
-/// The largest state file read, in bytes (4 MiB: some 35 000 recorded devices). A larger
-/// file is not one vfio-bind wrote, and reading it whole would cost memory out of
-/// proportion.
+/// The largest state file read, in bytes (4 MiB: some 35 000 recorded devices in the
+/// version 1 file; a group's file is far smaller). A larger file is not one vfio-bind
+/// wrote, and reading it whole would cost memory out of proportion.
 pub const STATE_MAX_BYTES: u64 = 4 << 20;
 
 /// A state failure, naming the file and the errno or what is wrong with it.
@@ -94,7 +101,7 @@ pub struct Record {
     pub previous_override: Option<String>,
 }
 
-/// The file as written; `version` is absent in files written before it existed.
+/// A file as written; `version` is absent in files written before it existed.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct File {
     #[serde(default)]
@@ -103,51 +110,114 @@ struct File {
     devices: BTreeMap<String, Record>,
 }
 
-/// What vfio-bind has bound: devices by PCI address.
+/// What vfio-bind has bound: devices by PCI address, and which groups' files are out of
+/// date.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct State {
     devices: BTreeMap<PciAddress, Record>,
+    /// The recorded devices of each group (an index of `devices`).
+    groups: BTreeMap<u32, BTreeSet<PciAddress>>,
+    /// Groups changed since the last save (their files are rewritten or removed).
+    dirty: BTreeSet<u32>,
+    /// A version 1 `state.toml` was read: the next save converts it.
+    legacy: bool,
+}
+
+/// `/run/vfio-bind/state.toml`, the version 1 file.
+fn legacy_path(root: &Root) -> PathBuf {
+    root.path(format!("{STATE_DIR}/state.toml"))
+}
+
+/// `/run/vfio-bind/groups`.
+fn groups_dir(root: &Root) -> PathBuf {
+    root.path(format!("{STATE_DIR}/groups"))
+}
+
+/// Read one state file (at most [`STATE_MAX_BYTES`]); `None` when it does not exist.
+fn read_file(path: &Path) -> Result<Option<File>, StateError> {
+    let corrupt = |message: String| StateError::Corrupt {
+        path: path.to_path_buf(),
+        message,
+    };
+    let io = |source| StateError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut text = String::new();
+    match fs::File::open(path) {
+        Ok(f) => f
+            .take(STATE_MAX_BYTES + 1)
+            .read_to_string(&mut text)
+            .map_err(io)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(io(source)),
+    };
+    if text.len() as u64 > STATE_MAX_BYTES {
+        return Err(corrupt(format!("larger than {STATE_MAX_BYTES} bytes")));
+    }
+    let file: File = toml::from_str(&text).map_err(|e| corrupt(e.message().to_string()))?;
+    match file.version {
+        None | Some(1..=2) => Ok(Some(file)),
+        Some(v) if v > i64::from(STATE_VERSION) => Err(StateError::Version {
+            path: path.to_path_buf(),
+            found: v,
+        }),
+        Some(v) => Err(corrupt(format!("unknown version {v}"))),
+    }
 }
 
 impl State {
-    fn path(root: &Root) -> PathBuf {
-        root.path(format!("{STATE_DIR}/state.toml"))
-    }
-
-    /// Read the state; a missing file is an empty state. A version 1 file is converted.
+    /// Read the state: the version 1 file if there is one, then every group's file. No
+    /// state at all is an empty state.
     ///
-    /// Errors: [`StateError::Io`] when it cannot be read, [`StateError::Corrupt`] when it
-    /// does not parse, [`StateError::Version`] when a newer vfio-bind wrote it.
+    /// Errors: [`StateError::Io`] when a file cannot be read, [`StateError::Corrupt`] when
+    /// one does not parse or holds a value vfio-bind never writes (an address that is no
+    /// PCI address, a driver name that is not one, a device in another group's file),
+    /// [`StateError::Version`] when a newer vfio-bind wrote it.
     pub fn load(root: &Root) -> Result<State, StateError> {
-        let path = Self::path(root);
-        let corrupt = |message: String| StateError::Corrupt {
-            path: path.clone(),
-            message,
-        };
-        let mut text = String::new();
-        match fs::File::open(&path) {
-            Ok(f) => f
-                .take(STATE_MAX_BYTES + 1)
-                .read_to_string(&mut text)
+        let mut state = State::default();
+        let legacy = legacy_path(root);
+        if let Some(file) = read_file(&legacy)? {
+            state.add(&legacy, file, None)?;
+            state.legacy = true;
+        }
+        let dir = groups_dir(root);
+        let names = match fs::read_dir(&dir) {
+            Ok(rd) => rd
+                .map(|e| e.map(|e| e.file_name()))
+                .collect::<Result<Vec<_>, _>>()
                 .map_err(|source| StateError::Io {
-                    path: path.clone(),
+                    path: dir.clone(),
                     source,
                 })?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::default()),
-            Err(source) => return Err(StateError::Io { path, source }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(source) => return Err(StateError::Io { path: dir, source }),
         };
-        if text.len() as u64 > STATE_MAX_BYTES {
-            return Err(corrupt(format!("larger than {STATE_MAX_BYTES} bytes")));
-        }
-        let file: File = toml::from_str(&text).map_err(|e| corrupt(e.message().to_string()))?;
-        match file.version {
-            None | Some(1) => {}
-            Some(v) if v > i64::from(STATE_VERSION) => {
-                return Err(StateError::Version { path, found: v })
+        for name in names {
+            let name = name.to_string_lossy();
+            // Temporary files of an interrupted write (`.7.toml.XXXX.tmp`) are not state.
+            let Some(group) = name.strip_suffix(".toml").and_then(|g| g.parse().ok()) else {
+                continue;
+            };
+            let path = dir.join(&*name);
+            if let Some(file) = read_file(&path)? {
+                state.add(&path, file, Some(group))?;
             }
-            Some(v) => return Err(corrupt(format!("unknown version {v}"))),
         }
-        let mut state = State::default();
+        // Loading is not a change; only a version 1 file's groups need writing.
+        state.dirty.clear();
+        if state.legacy {
+            state.dirty = state.groups.keys().copied().collect();
+        }
+        Ok(state)
+    }
+
+    /// Add the validated records of one file (of `group`, when it is a group's file).
+    fn add(&mut self, path: &Path, file: File, group: Option<u32>) -> Result<(), StateError> {
+        let corrupt = |message: String| StateError::Corrupt {
+            path: path.to_path_buf(),
+            message,
+        };
         for (k, r) in file.devices {
             let a = k
                 .parse::<PciAddress>()
@@ -160,9 +230,12 @@ impl State {
             if let Some(bad) = names.into_iter().flatten().find(|n| !driver::valid_name(n)) {
                 return Err(corrupt(format!("{a}: bad driver name \"{}\"", escape(bad))));
             }
-            state.devices.insert(a, r);
+            if group.is_some_and(|g| g != r.group) {
+                return Err(corrupt(format!("{a}: recorded in group {}", r.group)));
+            }
+            self.insert(a, r);
         }
-        Ok(state)
+        Ok(())
     }
 
     /// The record of a device, if vfio-bind bound it.
@@ -177,42 +250,79 @@ impl State {
 
     /// Record (or update) a device.
     pub fn insert(&mut self, addr: PciAddress, r: Record) {
-        self.devices.insert(addr, r);
+        self.dirty.insert(r.group);
+        self.groups.entry(r.group).or_default().insert(addr);
+        if let Some(old) = self.devices.insert(addr, r) {
+            self.unindex(addr, old.group);
+        }
     }
 
     /// Forget a device.
     pub fn remove(&mut self, addr: PciAddress) -> Option<Record> {
-        self.devices.remove(&addr)
+        let r = self.devices.remove(&addr)?;
+        self.unindex(addr, r.group);
+        Some(r)
     }
 
-    /// The file's text.
-    fn render(&self) -> String {
+    /// Drop `addr` from `group`'s index (unless it is still recorded there) and mark the
+    /// group for the next save.
+    fn unindex(&mut self, addr: PciAddress, group: u32) {
+        self.dirty.insert(group);
+        if self.devices.get(&addr).is_some_and(|r| r.group == group) {
+            return;
+        }
+        if let Some(set) = self.groups.get_mut(&group) {
+            set.remove(&addr);
+            if set.is_empty() {
+                self.groups.remove(&group);
+            }
+        }
+    }
+
+    /// The text of group `group`'s file.
+    fn render(&self, group: u32) -> String {
         let file = File {
             version: Some(i64::from(STATE_VERSION)),
             devices: self
-                .devices
-                .iter()
-                .map(|(a, r)| (a.to_string(), r.clone()))
+                .groups
+                .get(&group)
+                .into_iter()
+                .flatten()
+                .map(|a| (a.to_string(), self.devices[a].clone()))
                 .collect(),
         };
-        let mut text = String::from(
-            "# Devices bound by vfio-bind, with the driver each had before.\n\
-             # Written by vfio-bind; read by `vfio-bind release` and by `apply` on reload.\n",
+        let mut text = format!(
+            "# Devices of IOMMU group {group} bound by vfio-bind, with the driver each had \
+             before.\n# Written by vfio-bind; read by `vfio-bind release` and by `apply` on \
+             reload.\n"
         );
         text.push_str(&toml::to_string(&file).expect("state serializes"));
         text
     }
 
-    /// Replace the state file atomically ([`crate::atomic::write`], mode 0644). Creates
-    /// `/run/vfio-bind` (0755) if needed.
+    /// Write the files of the groups changed since the last save ([`crate::atomic::write`],
+    /// mode 0644; a group left with no device loses its file), and finish the conversion of
+    /// a version 1 file. Creates `/run/vfio-bind/groups` (0755) if needed. The cost is that
+    /// of the changed groups, not of the whole state.
     ///
-    /// Errors: [`StateError::Io`] naming the file or directory that failed, and the errno.
-    pub fn save(&self, root: &Root) -> Result<(), StateError> {
-        Ok(atomic::write(
-            &Self::path(root),
-            self.render().as_bytes(),
-            0o644,
-        )?)
+    /// Errors: [`StateError::Io`] naming the file or directory that failed, and the errno;
+    /// the groups not written stay marked for the next save.
+    pub fn save(&mut self, root: &Root) -> Result<(), StateError> {
+        let dir = groups_dir(root);
+        while let Some(&g) = self.dirty.first() {
+            let path = dir.join(format!("{g}.toml"));
+            if self.groups.contains_key(&g) {
+                atomic::write(&path, self.render(g).as_bytes(), 0o644)?;
+            } else {
+                atomic::remove(&path)?;
+            }
+            self.dirty.remove(&g);
+        }
+        if self.legacy {
+            atomic::remove(&legacy_path(root))?;
+            self.legacy = false;
+        }
+        Ok(())
     }
 }
 
@@ -237,7 +347,20 @@ mod tests {
         );
         s.save(&root).unwrap();
         assert_eq!(State::load(&root).unwrap(), s);
-        assert!(!dir.path().join("run/vfio-bind/state.toml.tmp").exists());
+        let names: Vec<_> = fs::read_dir(dir.path().join("run/vfio-bind/groups"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            vec!["8.toml"],
+            "one file per group, no temporary left"
+        );
+        // Forgetting the group's last device removes its file.
+        s.remove("0000:02:00.0".parse().unwrap());
+        s.save(&root).unwrap();
+        assert!(!dir.path().join("run/vfio-bind/groups/8.toml").exists());
+        assert_eq!(State::load(&root).unwrap(), State::default());
         fs::write(dir.path().join("run/vfio-bind/state.toml"), "devices = 3\n").unwrap();
         assert!(matches!(
             State::load(&root),
@@ -246,7 +369,7 @@ mod tests {
     }
 
     #[test]
-    fn a_file_without_version_reads_as_version_1() {
+    fn a_version_1_file_is_converted_to_group_files() {
         let dir = tempfile::tempdir().unwrap();
         let root = Root::new(dir.path());
         fs::create_dir_all(dir.path().join("run/vfio-bind")).unwrap();
@@ -256,11 +379,12 @@ mod tests {
             "[devices.\"0000:02:00.0\"]\ndriver = \"vfio-pci\"\ngroup = 8\nlater = 1\n",
         )
         .unwrap();
-        let s = State::load(&root).unwrap();
+        let mut s = State::load(&root).unwrap();
         assert_eq!(s.get("0000:02:00.0".parse().unwrap()).unwrap().group, 8);
         s.save(&root).unwrap();
-        let text = fs::read_to_string(dir.path().join("run/vfio-bind/state.toml")).unwrap();
-        assert!(text.contains("version = 1"), "{text}");
+        assert!(!dir.path().join("run/vfio-bind/state.toml").exists());
+        let text = fs::read_to_string(dir.path().join("run/vfio-bind/groups/8.toml")).unwrap();
+        assert!(text.contains("version = 2"), "{text}");
         assert_eq!(State::load(&root).unwrap(), s);
     }
 
@@ -268,10 +392,15 @@ mod tests {
     fn newer_version_is_refused_with_what_to_do() {
         let dir = tempfile::tempdir().unwrap();
         let root = Root::new(dir.path());
-        fs::create_dir_all(dir.path().join("run/vfio-bind")).unwrap();
-        fs::write(dir.path().join("run/vfio-bind/state.toml"), "version = 2\n").unwrap();
+        fs::create_dir_all(dir.path().join("run/vfio-bind/groups")).unwrap();
+        fs::write(
+            dir.path().join("run/vfio-bind/groups/7.toml"),
+            "version = 3\n",
+        )
+        .unwrap();
         let e = State::load(&root).unwrap_err();
-        assert!(matches!(e, StateError::Version { found: 2, .. }), "{e}");
+        assert!(matches!(e, StateError::Version { found: 3, .. }), "{e}");
+        fs::remove_file(dir.path().join("run/vfio-bind/groups/7.toml")).unwrap();
         assert!(e.to_string().contains("newer vfio-bind"), "{e}");
         fs::write(dir.path().join("run/vfio-bind/state.toml"), "version = 0\n").unwrap();
         assert!(matches!(

@@ -39,20 +39,34 @@ fn apply(k: &FakeKernel) -> std::process::Output {
     k.run(&["--bind-timeout", "300", "--node-timeout", "300", "apply"])
 }
 
+/// Everything vfio-bind has recorded: the text of every state file (one per group in
+/// /run/vfio-bind/groups).
+fn state_text(k: &FakeKernel) -> String {
+    let mut text = String::new();
+    if let Ok(rd) = std::fs::read_dir(k.path("run/vfio-bind/groups")) {
+        let mut files: Vec<_> = rd.map(|e| e.unwrap().path()).collect();
+        files.sort();
+        for f in files {
+            text.push_str(&std::fs::read_to_string(f).unwrap());
+        }
+    }
+    text
+}
+
 /// Group 7 is back where it started (drivers and overrides), with no state record.
 fn group7_rolled_back(k: &FakeKernel) {
     assert_eq!(k.driver(XHCI).as_deref(), Some("xhci_hcd"));
     assert_eq!(k.driver(SIB).as_deref(), Some("e1000e"));
     assert_eq!(k.override_of(XHCI), None);
     assert_eq!(k.override_of(SIB), None);
-    let state = std::fs::read_to_string(k.path("run/vfio-bind/state.toml")).unwrap_or_default();
+    let state = state_text(k);
     assert!(!state.contains(XHCI) && !state.contains(SIB), "{state}");
 }
 
 /// Group 8 (not at fault) still bound, and recorded.
 fn group8_bound(k: &FakeKernel) {
     assert_eq!(k.driver(NIC).as_deref(), Some("vfio-pci"));
-    let state = std::fs::read_to_string(k.path("run/vfio-bind/state.toml")).unwrap();
+    let state = state_text(k);
     assert!(state.contains(NIC), "{state}");
 }
 
@@ -232,7 +246,7 @@ fn release_failure_keeps_the_record() {
         err.contains("Device or resource busy (os error 16)"),
         "{err}"
     );
-    let state = std::fs::read_to_string(k.path("run/vfio-bind/state.toml")).unwrap();
+    let state = state_text(&k);
     assert!(
         state.contains(NIC),
         "record kept for a later release: {state}"
@@ -242,7 +256,7 @@ fn release_failure_keeps_the_record() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(k.driver(NIC).as_deref(), Some("e1000e"));
     assert_eq!(k.override_of(NIC), None);
-    let state = std::fs::read_to_string(k.path("run/vfio-bind/state.toml")).unwrap();
+    let state = state_text(&k);
     assert!(!state.contains(NIC), "{state}");
 }
 

@@ -423,17 +423,17 @@ fn a_failed_state_write_names_the_file_and_errno_and_leaves_nothing() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("group 8: "), "{err}");
-    assert!(err.contains("run/vfio-bind/.state.toml."), "{err}");
+    assert!(err.contains("run/vfio-bind/groups/.8.toml."), "{err}");
     assert!(err.contains("File too large (os error 27)"), "{err}");
     let mut after = t.state();
     after.retain(|k, _| !k.starts_with("run/vfio-bind"));
     let mut before = before;
     before.retain(|k, _| !k.starts_with("run/vfio-bind"));
     assert_eq!(before, after, "sysfs changed");
-    let left: Vec<_> = std::fs::read_dir(t.path("run/vfio-bind"))
-        .unwrap()
+    let left: Vec<_> = std::fs::read_dir(t.path("run/vfio-bind/groups"))
+        .into_iter()
+        .flatten()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "lock")
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }

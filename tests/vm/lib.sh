@@ -5,6 +5,11 @@
 #   ovr BDF                     content of driver_override ("(null)" when unset)
 #   group_of BDF                IOMMU group number, or "none"
 #   bdf_of VENDOR:DEVICE [N]    BDF of the Nth (1-based, default 1) device with that id
+# Everything vfio-bind has recorded: its state files, one per IOMMU group, in group order.
+state_files() { for f in $(ls /run/vfio-bind/groups/ 2>/dev/null | sort -n); do cat "/run/vfio-bind/groups/$f"; done; }
+# The recorded PCI addresses, sorted, on one line.
+state_addrs() { state_files | grep -o '"0000:[^"]*"' | sort | tr '\n' ' '; }
+
 #   snapshot_drivers FILE       one line "bdf driver override" per PCI device
 #   expect_eq NAME ACTUAL WANT  prints "ok - NAME" or "not ok - NAME (got X, want Y)"
 #   check NAME CMD...           ok when CMD succeeds

@@ -13,9 +13,9 @@ address = "02:00.0"
 TOML
 vfio-bind apply
 expect_eq "apply exits 0" $? 0
-cat /run/vfio-bind/state.toml
-check "state records the xhci and its previous driver" grep -A3 "\"$XHCI\"" /run/vfio-bind/state.toml
-check "state has previous_driver xhci_hcd" grep -q 'previous_driver = "xhci_hcd"' /run/vfio-bind/state.toml
+state_files | tee /tmp/state
+check "state records the xhci and its previous driver" grep -A3 "\"$XHCI\"" /tmp/state
+check "state has previous_driver xhci_hcd" grep -q 'previous_driver = "xhci_hcd"' /tmp/state
 
 # A device bound by hand, not by vfio-bind.
 echo vfio-pci >/sys/bus/pci/devices/$E1/driver_override
@@ -31,7 +31,7 @@ expect_eq "sibling back on e1000e" "$(drv $E_SIB)" e1000e
 expect_eq "lone e1000e back on e1000e" "$(drv $E_LONE)" e1000e
 expect_eq "override cleared" "$(ovr $XHCI)" "(null)"
 expect_eq "hand-bound device left alone" "$(drv $E1)" vfio-pci
-check "state is empty" sh -c "! grep -q '0000:' /run/vfio-bind/state.toml"
+expect_eq "state is empty" "$(state_addrs)" ""
 
 vfio-bind release $E1 2>/tmp/rel2
 expect_eq "release of a named device exits 0" $? 0

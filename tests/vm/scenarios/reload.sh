@@ -29,9 +29,9 @@ expect_eq "its sibling released to e1000e" "$(drv $E_SIB)" e1000e
 expect_eq "kept device still bound" "$(drv $E_LONE)" vfio-pci
 expect_eq "added e1000 bound" "$(drv $E1)" vfio-pci
 expect_eq "its group peer bound" "$(drv $E2)" vfio-pci
-cat /run/vfio-bind/state.toml
+state_files
 expect_eq "state lists exactly the configured devices" \
-    "$(grep -o '"0000:[^"]*"' /run/vfio-bind/state.toml | tr '\n' ' ')" \
+    "$(state_addrs)" \
     "\"$E_LONE\" \"$E1\" \"$E2\" "
 snapshot_drivers /tmp/s1
 vfio-bind apply 2>/tmp/err2

@@ -26,9 +26,10 @@ wait $pid
 echo "# killed apply (exit $?); its log:"
 cat /tmp/log
 echo "# drivers at the kill: xhci $(drv $XHCI) e1 $(drv $E1) e2 $(drv $E2) lone $(drv $E_LONE)"
-cat /run/vfio-bind/state.toml
-check "state file parses as written (no torn file)" grep -q "^# Devices bound by vfio-bind" /run/vfio-bind/state.toml
-check "no temporary file left" [ ! -e /run/vfio-bind/state.toml.tmp ] || true
+state_files
+for f in /run/vfio-bind/groups/*.toml; do
+    check "$f is whole as written (no torn file)" grep -q "^# Devices of IOMMU group" "$f"
+done
 
 vfio-bind apply 2>/tmp/log2
 expect_eq "second apply exits 0" $? 0
@@ -36,9 +37,9 @@ cat /tmp/log2
 for d in $XHCI $E_SIB $E1 $E2 $E_LONE; do
     expect_eq "$d on vfio-pci" "$(drv $d)" vfio-pci
 done
-cat /run/vfio-bind/state.toml
+state_files
 expect_eq "state lists every bound device" \
-    "$(grep -o '"0000:[^"]*"' /run/vfio-bind/state.toml | tr '\n' ' ')" \
+    "$(state_addrs)" \
     "\"$XHCI\" \"$E_SIB\" \"$E_LONE\" \"$E1\" \"$E2\" "
 vfio-bind release --all
 expect_eq "release --all exits 0" $? 0
