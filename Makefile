@@ -103,10 +103,12 @@ check:
 # Benchmarks (BENCHMARKS.md): scale on generated hosts, and the real kernel in a guest.
 bench:
 	$(CARGO) bench $(CARGOFLAGS) --bench scale
+	$(CARGO) bench $(CARGOFLAGS) --bench state
 	bench/realkernel.sh
 
 bench-quick:
 	$(CARGO) bench $(CARGOFLAGS) --bench scale -- --quick
+	$(CARGO) bench $(CARGOFLAGS) --bench state -- --quick
 	bench/realkernel.sh --quick
 
 clean:

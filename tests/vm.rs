@@ -118,6 +118,11 @@ fn vm_sigkill_between_groups_then_rerun() {
 }
 
 #[test]
+fn vm_sigterm_mid_run_leaves_no_group_half_bound() {
+    run_scenario("sigterm");
+}
+
+#[test]
 fn vm_doctor_passes_with_the_emulated_iommu() {
     run_scenario("doctor");
 }

@@ -5,17 +5,14 @@
 #   ovr BDF                     content of driver_override ("(null)" when unset)
 #   group_of BDF                IOMMU group number, or "none"
 #   bdf_of VENDOR:DEVICE [N]    BDF of the Nth (1-based, default 1) device with that id
-# Everything vfio-bind has recorded: its state files, one per IOMMU group, in group order.
-state_files() { for f in $(ls /run/vfio-bind/groups/ 2>/dev/null | sort -n); do cat "/run/vfio-bind/groups/$f"; done; }
-# The recorded PCI addresses, sorted, on one line.
-state_addrs() { state_files | grep -o '"0000:[^"]*"' | sort | tr '\n' ' '; }
-
 #   snapshot_drivers FILE       one line "bdf driver override" per PCI device
 #   expect_eq NAME ACTUAL WANT  prints "ok - NAME" or "not ok - NAME (got X, want Y)"
 #   check NAME CMD...           ok when CMD succeeds
 #   unchanged NAME BEFORE AFTER [BDF...]  ok when two snapshots agree on every device
 #                               except the BDFs listed
 #   finish                      prints "VM-CHECKS passed=P failed=F"; exit 1 if F > 0
+#   state_files                 every state file of vfio-bind (one per group), in group order
+#   state_addrs                 the PCI addresses recorded there, sorted, on one line
 
 # The fixed guest topology (see run-guest.sh).
 VGA=0000:00:01.0      # std VGA, boot_vga=1
@@ -121,3 +118,8 @@ unchanged() {
         _vm_not_ok "$_name" "drivers changed: $(diff /tmp/.u1 /tmp/.u2 | grep '^[-+]0' | tr '\n' ' ')"
     fi
 }
+
+# Everything vfio-bind has recorded: its state files, one per IOMMU group, in group order.
+state_files() { for f in $(ls /run/vfio-bind/groups/ 2>/dev/null | sort -n); do cat "/run/vfio-bind/groups/$f"; done; }
+# The recorded PCI addresses, sorted, on one line.
+state_addrs() { state_files | grep -o '"0000:[^"]*"' | sort | tr '\n' ' '; }
