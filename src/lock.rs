@@ -15,6 +15,9 @@ use thiserror::Error;
 use crate::root::Root;
 use crate::state::STATE_DIR;
 
+/// The lock file (taken under the root).
+pub const LOCK_FILE: &str = "/run/vfio-bind/lock";
+
 /// A lock failure, naming the file and the errno, or the holder.
 #[derive(Debug, Error)]
 pub enum LockError {
@@ -53,7 +56,7 @@ impl Lock {
     /// [`LockError::Io`] when the lock file cannot be created or locked.
     pub fn acquire(root: &Root, what: &str, timeout: Duration) -> Result<Lock, LockError> {
         let dir = root.path(STATE_DIR);
-        let path = dir.join("lock");
+        let path = root.path(LOCK_FILE);
         let io_err = |source| LockError::Io {
             path: path.clone(),
             source,

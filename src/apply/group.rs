@@ -80,8 +80,12 @@ fn load_drivers(root: &Root, g: &GroupPlan, opts: &Options) -> Result<(), ApplyE
 /// first write; a crash mid-group then leaves a record `release` can undo. A member an
 /// earlier run recorded keeps its recorded previous driver and override. When the record
 /// cannot be saved, `state` is left as it was (nothing was written to sysfs yet).
-fn write_ahead(root: &Root, g: &GroupPlan, state: &mut State) -> Result<(), ApplyError> {
-    let before = state.clone();
+fn write_ahead(
+    root: &Root,
+    g: &GroupPlan,
+    before: &Before,
+    state: &mut State,
+) -> Result<(), ApplyError> {
     for m in g.members.iter().filter(|m| m.action.writes()) {
         let target = m.action.target().expect("writes have a target").to_string();
         let record = match state.get(m.address) {
@@ -100,10 +104,21 @@ fn write_ahead(root: &Root, g: &GroupPlan, state: &mut State) -> Result<(), Appl
         state.insert(m.address, record);
     }
     state.save(root).map_err(|e| {
-        *state = before;
+        for (addr, r) in before {
+            match r {
+                Some(r) => state.insert(*addr, r.clone()),
+                None => {
+                    state.remove(*addr);
+                }
+            }
+        }
         e.into()
     })
 }
+
+/// The records of a group's members about to be written, as they were before this run
+/// touched them (`None`: not recorded). Proportional to the group, never to the state.
+type Before = Vec<(PciAddress, Option<Record>)>;
 
 /// Bind every member that needs a write, then own the node; stops at the first error.
 fn bind_all(
@@ -143,7 +158,7 @@ fn bind_all(
 fn rollback(
     root: &Root,
     g: &GroupPlan,
-    before: &State,
+    before: &Before,
     state: &mut State,
     opts: &Options,
     out: &mut GroupOutcome,
@@ -154,7 +169,11 @@ fn rollback(
             .iter()
             .find(|m| m.address == *addr)
             .expect("member");
-        let prev = match before.get(*addr) {
+        let recorded = before
+            .iter()
+            .find(|(a, _)| a == addr)
+            .and_then(|(_, r)| r.as_ref());
+        let prev = match recorded {
             Some(r) => Previous {
                 driver: r.previous_driver.as_deref(),
                 driver_override: r.previous_override.as_deref(),
@@ -178,7 +197,8 @@ fn rollback(
     }
     // Members never reached keep nothing to undo, unless an earlier run recorded them.
     for m in g.members.iter().filter(|m| m.action.writes()) {
-        if !out.changed.contains(&m.address) && before.get(m.address).is_none() {
+        let recorded = before.iter().any(|(a, r)| *a == m.address && r.is_some());
+        if !out.changed.contains(&m.address) && !recorded {
             state.remove(m.address);
         }
     }
@@ -207,9 +227,14 @@ pub fn apply_group(
         out.result = Err(e);
         return out;
     }
-    let before = state.clone();
+    let before: Before = g
+        .members
+        .iter()
+        .filter(|m| m.action.writes())
+        .map(|m| (m.address, state.get(m.address).cloned()))
+        .collect();
     if !g.is_bound() {
-        if let Err(e) = write_ahead(root, g, state) {
+        if let Err(e) = write_ahead(root, g, &before, state) {
             log::error!(VFIO_BIND_GROUP = g.group, VFIO_BIND_ACTION = "fail"; "group {}: {e}", g.group);
             out.result = Err(e);
             return out;

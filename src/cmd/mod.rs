@@ -108,9 +108,10 @@ impl Context {
     pub fn plan(&self, lock: Option<&str>) -> Result<Planned, Error> {
         let config = config::load(&self.config)?;
         owner::check_config(&self.users(), &config)?;
-        if lock.is_some() {
+        if lock.is_some() && !self.root.path(crate::lock::LOCK_FILE).exists() {
             // A writer creates the lock (and /run/vfio-bind) only for a config that
             // plans on this host: a conflict found by planning (exit 2) leaves nothing.
+            // (Once the lock file exists, taking the lock creates nothing.)
             plan::plan(&config, &self.host()?, &State::load(&self.root)?)?;
         }
         let lock = lock.map(|w| self.lock(w)).transpose()?;
