@@ -1,9 +1,12 @@
 //! Scale benchmark: the release binary on generated sysfs trees of many devices.
 //!
 //! For each host size it times `list`, `check`, `apply --dry-run` and a no-op `apply`
-//! (every device already on vfio-pci with its override set) and records each run's peak
-//! RSS (`wait4` rusage). It also measures boot cost: a no-op `apply` on a 256-device host
-//! as a ratio to `true`, timed side by side in the same loop.
+//! (every device already on vfio-pci with its override set), `check` with one config entry
+//! per device, and, through the fake kernel of the tests (`tests/common/fakekernel.rs`, a
+//! FUSE file system that binds and releases as Linux does), a first `apply` (every device
+//! from its host driver to vfio-pci) and `release --all`; each run's peak RSS comes from
+//! `wait4` rusage. It also measures boot cost: a no-op `apply` on a 256-device host as a
+//! ratio to `true`, timed side by side in the same loop.
 //!
 //!   cargo bench --bench scale              # 64, 1024, 8192 devices, 7 runs each
 //!   cargo bench --bench scale -- --quick   # 64, 256, 1024 devices, 3 runs (CI)
@@ -19,6 +22,10 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[allow(dead_code)]
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 const ID: (&str, &str) = ("15b3", "101e");
 
@@ -224,6 +231,8 @@ fn main() {
         ));
     }
 
+    out.push_str(&with_fake_kernel(&bin, sizes));
+
     // Boot cost: a no-op apply on 256 devices against `true`, interleaved.
     let dir = tempfile::tempdir().unwrap();
     generate(dir.path(), 256);
@@ -249,4 +258,59 @@ fn main() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     fs::create_dir_all(repo.join("target/bench")).unwrap();
     fs::write(repo.join("target/bench/scale.md"), &out).unwrap();
+}
+
+/// `check` with one `[[device]]` entry per device, and a first `apply` then
+/// `release --all` through the fake kernel: µs per device and peak RSS per host size, and
+/// the largest host's time per device over the smallest's.
+fn with_fake_kernel(bin: &Path, sizes: &[usize]) -> String {
+    let mut out = String::from(
+        "\n## One entry per device; first apply and release --all (fake kernel)\n\n\
+         | devices | command | wall ms | µs / device | peak RSS KiB |\n|---:|---|---:|---:|---:|\n",
+    );
+    let mut rows: Vec<(usize, &str, f64)> = Vec::new();
+    for &n in sizes {
+        let t = common::Tree::new();
+        t.driver("vfio-pci");
+        let mut config = String::new();
+        for i in 0..n {
+            let bdf = format!("0000:{:02x}:{:02x}.{}", 1 + i / 256, (i / 8) % 32, i % 8);
+            let group = (i / 4 + 1) as u32;
+            t.device(common::dev(
+                &bdf,
+                "15b3:101e",
+                0x020000,
+                Some("mlx5_core"),
+                group,
+            ));
+            config.push_str(&format!("[[device]]\naddress = \"{bdf}\"\n"));
+        }
+        t.config(&config);
+        let k = common::fakekernel::FakeKernel::mount(&t, common::fakekernel::Rules::default());
+        for (name, args) in [
+            ("check (an entry per device)", &["check"][..]),
+            ("first apply", &["apply"]),
+            ("release --all", &["release", "--all"]),
+        ] {
+            let (w, rss, code) = run(Command::new(bin).arg("--root").arg(k.root()).args(args));
+            assert_eq!(code, 0, "{name} on {n} devices exited {code}");
+            let us = w.as_secs_f64() * 1e6 / n as f64;
+            out.push_str(&format!(
+                "| {n} | `{name}` | {:.1} | {us:.1} | {rss} |\n",
+                w.as_secs_f64() * 1e3
+            ));
+            rows.push((n, name, us));
+        }
+    }
+    out.push_str("\nTime per device, largest host over smallest (flat = 1.00):\n\n");
+    for name in [
+        "check (an entry per device)",
+        "first apply",
+        "release --all",
+    ] {
+        let r: Vec<&(usize, &str, f64)> = rows.iter().filter(|r| r.1 == name).collect();
+        let (a, b) = (r[0], r[r.len() - 1]);
+        out.push_str(&format!("- `{name}`: {:.2}\n", b.2 / a.2));
+    }
+    out
 }
