@@ -7,6 +7,7 @@
 //! the host is touched.
 
 use crate::config::{Config, ConfigError, NameOrId, Ownership, Principal};
+use crate::text::escape;
 use crate::users::{Kind, Users};
 
 /// Resolved ownership for one node; each part `None` is left as the kernel and udev made
@@ -48,11 +49,18 @@ pub fn resolve_principal(users: &Users, kind: Kind, p: &Principal) -> Result<u32
             Ok(Some(id)) => Ok(id),
             Ok(None) => Err(ConfigError::at(
                 &p.origin,
-                format!("unknown {what} {name:?} (not in the system's {what} database)"),
+                format!(
+                    "unknown {what} \"{}\" (not in the system's {what} database)",
+                    escape(name)
+                ),
             )),
             Err(e) => Err(ConfigError::at(
                 &p.origin,
-                format!("cannot look up {what} {name:?}: {}", e.0),
+                format!(
+                    "cannot look up {what} \"{}\": {}",
+                    escape(name),
+                    escape(&e.0)
+                ),
             )),
         },
     }

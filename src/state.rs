@@ -121,6 +121,8 @@ pub struct State {
     dirty: BTreeSet<u32>,
     /// A version 1 `state.toml` was read: the next save converts it.
     legacy: bool,
+    /// While loading: the devices read from groups' files.
+    from_groups: BTreeSet<PciAddress>,
 }
 
 /// `/run/vfio-bind/state.toml`, the version 1 file.
@@ -155,7 +157,7 @@ fn read_file(path: &Path) -> Result<Option<File>, StateError> {
     if text.len() as u64 > STATE_MAX_BYTES {
         return Err(corrupt(format!("larger than {STATE_MAX_BYTES} bytes")));
     }
-    let file: File = toml::from_str(&text).map_err(|e| corrupt(e.message().to_string()))?;
+    let file: File = toml::from_str(&text).map_err(|e| corrupt(escape(e.message())))?;
     match file.version {
         None | Some(1..=2) => Ok(Some(file)),
         Some(v) if v > i64::from(STATE_VERSION) => Err(StateError::Version {
@@ -196,7 +198,11 @@ impl State {
         for name in names {
             let name = name.to_string_lossy();
             // Temporary files of an interrupted write (`.7.toml.XXXX.tmp`) are not state.
-            let Some(group) = name.strip_suffix(".toml").and_then(|g| g.parse().ok()) else {
+            // Only the names vfio-bind writes (`7.toml`; not `+7.toml` or `07.toml`).
+            let Some(group) = name
+                .strip_suffix(".toml")
+                .and_then(|g| g.parse::<u32>().ok().filter(|n| n.to_string() == g))
+            else {
                 continue;
             };
             let path = dir.join(&*name);
@@ -205,6 +211,7 @@ impl State {
             }
         }
         // Loading is not a change; only a version 1 file's groups need writing.
+        state.from_groups.clear();
         state.dirty.clear();
         if state.legacy {
             state.dirty = state.groups.keys().copied().collect();
@@ -212,7 +219,9 @@ impl State {
         Ok(state)
     }
 
-    /// Add the validated records of one file (of `group`, when it is a group's file).
+    /// Add the validated records of one file (of `group`, when it is a group's file). A
+    /// group's file overrides the version 1 file (it is newer: a conversion interrupted
+    /// between the two writes leaves both); a device in two groups' files is corrupt.
     fn add(&mut self, path: &Path, file: File, group: Option<u32>) -> Result<(), StateError> {
         let corrupt = |message: String| StateError::Corrupt {
             path: path.to_path_buf(),
@@ -232,6 +241,17 @@ impl State {
             }
             if group.is_some_and(|g| g != r.group) {
                 return Err(corrupt(format!("{a}: recorded in group {}", r.group)));
+            }
+            if let (Some(_), Some(old)) = (group, self.devices.get(&a)) {
+                if self.from_groups.contains(&a) {
+                    return Err(corrupt(format!(
+                        "{a} is recorded in group {} and in group {}",
+                        old.group, r.group
+                    )));
+                }
+            }
+            if group.is_some() {
+                self.from_groups.insert(a);
             }
             self.insert(a, r);
         }
@@ -434,5 +454,48 @@ mod tests {
         fs::write(&p, big).unwrap();
         let e = State::load(&root).unwrap_err().to_string();
         assert!(e.contains("larger than"), "{e}");
+    }
+
+    #[test]
+    fn a_device_in_two_groups_files_is_refused_and_odd_names_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let g = dir.path().join("run/vfio-bind/groups");
+        fs::create_dir_all(&g).unwrap();
+        let rec = |n: u32| {
+            format!("version = 2\n[devices.\"0000:02:00.0\"]\ndriver = \"vfio-pci\"\ngroup = {n}\n")
+        };
+        fs::write(g.join("7.toml"), rec(7)).unwrap();
+        fs::write(g.join("07.toml"), rec(9)).unwrap();
+        fs::write(g.join(".7.toml.abc.tmp"), "torn").unwrap();
+        assert_eq!(
+            State::load(&root)
+                .unwrap()
+                .get("0000:02:00.0".parse().unwrap())
+                .unwrap()
+                .group,
+            7
+        );
+        fs::write(g.join("9.toml"), rec(9)).unwrap();
+        let e = State::load(&root).unwrap_err().to_string();
+        assert!(
+            e.contains("is recorded in group 9 and in group 7")
+                || e.contains("is recorded in group 7 and in group 9"),
+            "{e}"
+        );
+        // A version 1 file left by an interrupted conversion is overridden, not refused.
+        fs::remove_file(g.join("9.toml")).unwrap();
+        fs::write(
+            dir.path().join("run/vfio-bind/state.toml"),
+            "[devices.\"0000:02:00.0\"]\ndriver = \"vfio-pci\"\ngroup = 7\nprevious_driver = \"old\"\n",
+        )
+        .unwrap();
+        let s = State::load(&root).unwrap();
+        assert_eq!(
+            s.get("0000:02:00.0".parse().unwrap())
+                .unwrap()
+                .previous_driver,
+            None
+        );
     }
 }

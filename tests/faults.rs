@@ -40,9 +40,10 @@ fn apply(k: &FakeKernel) -> std::process::Output {
 }
 
 /// Everything vfio-bind has recorded: the text of every state file (one per group in
-/// /run/vfio-bind/groups).
+/// /run/vfio-bind/groups, and a version 1 state.toml if one is left).
 fn state_text(k: &FakeKernel) -> String {
-    let mut text = String::new();
+    // The version 1 file too: a record left there would come back on the next run.
+    let mut text = std::fs::read_to_string(k.path("run/vfio-bind/state.toml")).unwrap_or_default();
     if let Ok(rd) = std::fs::read_dir(k.path("run/vfio-bind/groups")) {
         let mut files: Vec<_> = rd.map(|e| e.unwrap().path()).collect();
         files.sort();
@@ -405,4 +406,42 @@ fn a_closed_stderr_never_kills_a_run() {
     assert_eq!(k.driver(XHCI).as_deref(), Some("vfio-pci"));
     assert_eq!(k.driver(SIB).as_deref(), Some("vfio-pci"));
     assert_eq!(k.driver(NIC).as_deref(), Some("vfio-pci"));
+}
+
+/// A killed run left one member of the group bound and recorded; the rerun fails on the
+/// other member. The rollback takes the earlier run's member back too: the group never
+/// ends half-bound.
+#[test]
+fn rollback_takes_back_members_an_earlier_run_bound() {
+    let t = Tree::new();
+    t.driver("vfio-pci")
+        .driver("xhci_hcd")
+        .device(dev(XHCI, "1b36:000d", 0x0c0330, Some("vfio-pci"), 7))
+        .device(dev(SIB, "8086:10d3", 0x020000, Some("e1000e"), 7))
+        .device(dev(NIC, "8086:10d3", 0x020000, Some("e1000e"), 8))
+        .set_override(XHCI, "vfio-pci");
+    t.config(&format!(
+        "[[device]]\naddress = \"{XHCI}\"\n\n[[device]]\naddress = \"{NIC}\"\n"
+    ));
+    std::fs::create_dir_all(t.path("run/vfio-bind/groups")).unwrap();
+    std::fs::write(
+        t.path("run/vfio-bind/groups/7.toml"),
+        format!("version = 2\n[devices.\"{XHCI}\"]\ndriver = \"vfio-pci\"\ngroup = 7\nprevious_driver = \"xhci_hcd\"\n"),
+    )
+    .unwrap();
+    let k = FakeKernel::mount(
+        &t,
+        Rules::default()
+            .refuse(SIB, "vfio-pci")
+            .native(XHCI, Some("xhci_hcd")),
+    );
+    let o = apply(&k);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("{XHCI}: rolled back to xhci_hcd")),
+        "{err}"
+    );
+    group7_rolled_back(&k);
+    group8_bound(&k);
 }

@@ -217,6 +217,54 @@ fn cases() -> Vec<Case> {
             never: &["IOMMU group 1:", "refused"],
         },
         Case {
+            name: "the boot VGA's own audio function does not pull its group in through an id",
+            setup: |t| {
+                two_gpus_with_audio(t);
+                t.config("[[device]]\nid = \"1234:1111\"\n[[device]]\nid = \"1234:2222\"\n");
+            },
+            args: &["check"],
+            exit: 0,
+            words: &[
+                "0000:00:01.1 matches id 1234:2222 but shares its IOMMU group with the boot VGA device 0000:00:01.0",
+                "IOMMU group 11: will be bound",
+            ],
+            never: &["IOMMU group 1:", "refused"],
+        },
+        Case {
+            name: "a drop-in that cannot be read is an error, not skipped",
+            setup: |t| {
+                t.dropin("10-latin1.toml", "");
+                std::fs::write(t.path("etc/vfio-bind.d/10-latin1.toml"), b"# caf\xe9\n").unwrap();
+            },
+            args: &["check"],
+            exit: 2,
+            words: &["10-latin1.toml: stream did not contain valid UTF-8"],
+            never: &["skipped"],
+        },
+        Case {
+            name: "release of an unknown address creates nothing",
+            setup: |_| {},
+            args: &["release", "0000:99:00.0"],
+            exit: 2,
+            words: &["no PCI device 0000:99:00.0 on this host"],
+            never: &[],
+        },
+        Case {
+            name: "a state file's parse error is escaped",
+            setup: |t| {
+                std::fs::create_dir_all(t.path("run/vfio-bind/groups")).unwrap();
+                std::fs::write(
+                    t.path("run/vfio-bind/groups/3.toml"),
+                    "\"a\\u001b[31mX\\nvfio-bind: forged\" = 1\n\"a\\u001b[31mX\\nvfio-bind: forged\" = 2\n",
+                )
+                .unwrap();
+            },
+            args: &["status"],
+            exit: 1,
+            words: &["not a vfio-bind state file"],
+            never: &["\x1b", "\nvfio-bind: forged"],
+        },
+        Case {
             name: "the boot VGA named by address stays a refusal",
             setup: |t| {
                 two_gpus(t);
@@ -436,4 +484,23 @@ fn a_failed_state_write_names_the_file_and_errno_and_leaves_nothing() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// Two identical GPUs, each with its HDMI audio function (1234:2222) in its group.
+fn two_gpus_with_audio(t: &Tree) {
+    two_gpus(t);
+    t.device(dev(
+        "0000:00:01.1",
+        "1234:2222",
+        0x040300,
+        Some("snd_hda_intel"),
+        1,
+    ))
+    .device(dev(
+        "0000:06:00.1",
+        "1234:2222",
+        0x040300,
+        Some("snd_hda_intel"),
+        11,
+    ));
 }

@@ -10,7 +10,7 @@ use crate::apply::protocol::{bind_member, restore_member, Previous};
 use crate::interrupt;
 use crate::owner::NodeOwner;
 use crate::pci::PciAddress;
-use crate::plan::model::GroupPlan;
+use crate::plan::model::{Action, GroupPlan, MemberPlan};
 use crate::root::Root;
 use crate::state::{Record, State};
 
@@ -116,8 +116,9 @@ fn write_ahead(
     })
 }
 
-/// The records of a group's members about to be written, as they were before this run
-/// touched them (`None`: not recorded). Proportional to the group, never to the state.
+/// The records of a group's members about to be written or recorded by an earlier run,
+/// as they were before this run touched them (`None`: not recorded). Proportional to the
+/// group, never to the state.
 type Before = Vec<(PciAddress, Option<Record>)>;
 
 /// Bind every member that needs a write, then own the node; stops at the first error.
@@ -150,11 +151,36 @@ fn bind_all(
     Ok(())
 }
 
-/// Restore the members changed in this run, in reverse order, and drop from the state
-/// what no longer needs undoing. Each goes back to what it had before vfio-bind touched
-/// it: the snapshot for a member first recorded in this run, the recorded values for one
-/// an earlier run recorded (a run killed mid-group leaves its own override in the
-/// snapshot). Rollback errors are collected, never stop the rollback.
+/// Restore one member to `prev` and forget its record; a failure is logged and kept.
+fn undo(
+    root: &Root,
+    g: &GroupPlan,
+    m: &MemberPlan,
+    prev: Previous,
+    state: &mut State,
+    opts: &Options,
+    out: &mut GroupOutcome,
+) {
+    let addr = m.address;
+    match restore_member(root, g.group, m, prev, opts) {
+        Ok(()) => {
+            state.remove(addr);
+        }
+        // Keep the record: `release` can finish the job later.
+        Err(re) => {
+            log::error!(VFIO_BIND_GROUP = g.group, VFIO_BIND_ADDRESS = addr.to_string().as_str(), VFIO_BIND_ACTION = "rollback";
+                "group {}: rollback of {addr} failed: {re}", g.group);
+            out.rollback_errors.push(re);
+        }
+    }
+}
+
+/// Roll the group back to where it was before vfio-bind touched it: the members changed
+/// in this run, in reverse order, then the members an earlier run bound and recorded
+/// (a run killed mid-group leaves some members bound), so that the group never ends
+/// half-bound. Each goes back to what it had before vfio-bind touched it: the recorded
+/// values when an earlier run recorded it (its override in the snapshot may be that
+/// run's), the snapshot otherwise. Rollback errors are collected, never stop the rollback.
 fn rollback(
     root: &Root,
     g: &GroupPlan,
@@ -163,17 +189,25 @@ fn rollback(
     opts: &Options,
     out: &mut GroupOutcome,
 ) {
-    for addr in out.changed.iter().rev() {
-        let m = g
-            .members
+    let recorded = |addr: PciAddress| {
+        before
             .iter()
-            .find(|m| m.address == *addr)
-            .expect("member");
-        let recorded = before
-            .iter()
-            .find(|(a, _)| a == addr)
-            .and_then(|(_, r)| r.as_ref());
-        let prev = match recorded {
+            .find(|(a, _)| *a == addr)
+            .and_then(|(_, r)| r.clone())
+    };
+    let changed = out.changed.clone();
+    let earlier = g.members.iter().filter(|m| {
+        !changed.contains(&m.address) && m.action != Action::Bridge && recorded(m.address).is_some()
+    });
+    let order: Vec<&MemberPlan> = changed
+        .iter()
+        .rev()
+        .filter_map(|a| g.members.iter().find(|m| m.address == *a))
+        .chain(earlier)
+        .collect();
+    for m in order {
+        let rec = recorded(m.address);
+        let prev = match &rec {
             Some(r) => Previous {
                 driver: r.previous_driver.as_deref(),
                 driver_override: r.previous_override.as_deref(),
@@ -183,22 +217,11 @@ fn rollback(
                 driver_override: m.driver_override.as_deref(),
             },
         };
-        match restore_member(root, g.group, m, prev, opts) {
-            Ok(()) => {
-                state.remove(*addr);
-            }
-            // Keep the record: `release` can finish the job later.
-            Err(re) => {
-                log::error!(VFIO_BIND_GROUP = g.group, VFIO_BIND_ADDRESS = addr.to_string().as_str(), VFIO_BIND_ACTION = "rollback";
-                    "group {}: rollback of {addr} failed: {re}", g.group);
-                out.rollback_errors.push(re);
-            }
-        }
+        undo(root, g, m, prev, state, opts, out);
     }
     // Members never reached keep nothing to undo, unless an earlier run recorded them.
     for m in g.members.iter().filter(|m| m.action.writes()) {
-        let recorded = before.iter().any(|(a, r)| *a == m.address && r.is_some());
-        if !out.changed.contains(&m.address) && !recorded {
+        if !changed.contains(&m.address) && recorded(m.address).is_none() {
             state.remove(m.address);
         }
     }
@@ -230,7 +253,7 @@ pub fn apply_group(
     let before: Before = g
         .members
         .iter()
-        .filter(|m| m.action.writes())
+        .filter(|m| m.action.writes() || state.get(m.address).is_some())
         .map(|m| (m.address, state.get(m.address).cloned()))
         .collect();
     if !g.is_bound() {

@@ -42,10 +42,15 @@ pub fn apply(
     opts: &Options,
 ) -> (Vec<ReleaseOutcome>, Vec<GroupOutcome>) {
     let mut released = Vec::new();
-    for r in &plan.releases {
-        if crate::interrupt::requested().is_some() {
+    let mut releases: Vec<&crate::plan::model::ReleasePlan> = plan.releases.iter().collect();
+    releases.sort_by_key(|r| (r.record.group, r.address));
+    let mut last_group = None;
+    for r in releases {
+        // A signal stops the run between groups only: a group is released whole.
+        if last_group != Some(r.record.group) && crate::interrupt::requested().is_some() {
             return (released, Vec::new());
         }
+        last_group = Some(r.record.group);
         let rec = Some(&r.record);
         released.push(release::release_recorded(
             root, r.address, rec, r.present, state, opts,
@@ -68,16 +73,21 @@ pub fn apply(
 }
 
 /// The nodes whose ownership the udev rules keep after `apply`: every group that ended
-/// as planned with ownership configured.
+/// as planned with ownership configured, and every group a signal kept the run from
+/// reaching that was bound already.
 pub fn kept_nodes<'a>(
     plan: &Plan,
     outcomes: &[GroupOutcome],
     owners: &'a Owners,
 ) -> Vec<(u32, &'a NodeOwner)> {
+    use crate::plan::model::Verdict;
     plan.groups
         .iter()
-        .zip(outcomes)
-        .filter(|(_, o)| o.result.is_ok())
-        .filter_map(|(g, _)| owners.get(&g.group).map(|o| (g.group, o)))
+        .enumerate()
+        .filter(|(i, g)| match outcomes.get(*i) {
+            Some(o) => o.result.is_ok(),
+            None => matches!(g.verdict(), Verdict::Bound | Verdict::NodePending),
+        })
+        .filter_map(|(_, g)| owners.get(&g.group).map(|o| (g.group, o)))
         .collect()
 }

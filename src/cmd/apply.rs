@@ -35,18 +35,19 @@ pub fn run(ctx: &Context, dry_run: bool) -> Result<u8, Error> {
     for o in &outcomes {
         changed += o.changed.len() + usize::from(o.node_changed);
     }
-    // Stopped by a signal, the groups not reached keep their rules as they are.
-    let rules = if crate::interrupt::requested().is_some() {
-        Ok(())
-    } else {
-        udev::sync(&ctx.root, apply::kept_nodes(&plan, &outcomes, &owners))
-    };
+    // The rules keep the groups that ended as planned and, when a signal stopped the run,
+    // the groups not reached that were bound before it.
+    let rules = udev::sync(&ctx.root, apply::kept_nodes(&plan, &outcomes, &owners));
     if let Err(e) = &rules {
         log::error!("{e}");
     }
     let mut summary = report::summary(&plan, &released, &outcomes);
     let skipped = plan.groups.len() - outcomes.len();
-    if let Some(signal) = crate::interrupt::requested() {
+    let interrupted = skipped > 0
+        || outcomes
+            .iter()
+            .any(|o| matches!(o.result, Err(apply::ApplyError::Interrupted { .. })));
+    if let Some(signal) = crate::interrupt::requested().filter(|_| interrupted) {
         log::error!(
             "stopped by {signal}: the group in progress was rolled back; {skipped} of {} \
              groups not applied (run `vfio-bind apply` again)",

@@ -63,6 +63,47 @@ fn sync_rules(ctx: &Context) {
     }
 }
 
+/// Release `targets` group by group (a signal stops the run only between groups, so a
+/// group is always released whole), updating the state after each device.
+fn release_groups(
+    ctx: &Context,
+    host: &Host,
+    state: &mut State,
+    targets: BTreeSet<PciAddress>,
+) -> Vec<apply::ReleaseOutcome> {
+    let mut targets: Vec<(Option<u32>, PciAddress)> = targets
+        .into_iter()
+        .map(|a| {
+            let g = state.get(a).map(|r| r.group);
+            let g = g.or_else(|| host.devices.get(&a).and_then(|d| d.iommu_group));
+            (g, a)
+        })
+        .collect();
+    targets.sort();
+    let mut outcomes = Vec::new();
+    let mut last_group = None;
+    for (group, addr) in targets {
+        if last_group.is_some() && last_group != Some(group) {
+            if let Some(signal) = crate::interrupt::requested() {
+                log::error!("stopped by {signal}; the groups not yet released stay bound");
+                break;
+            }
+        }
+        last_group = Some(group);
+        let record = state.get(addr).cloned();
+        let present = host.devices.contains_key(&addr);
+        outcomes.push(apply::release::release_recorded(
+            &ctx.root,
+            addr,
+            record.as_ref(),
+            present,
+            state,
+            &ctx.options,
+        ));
+    }
+    outcomes
+}
+
 /// Release under the run lock and update the state after each device. A device that
 /// vfio-bind did not bind is released only when named; it then goes to whatever host
 /// driver probes it. Exit 0 when everything was released, 1 otherwise.
@@ -77,38 +118,27 @@ pub fn run(ctx: &Context, addrs: &[String], all: bool) -> Result<u8, Error> {
                 .map_err(|e| Error::Usage(e.to_string()))?,
         );
     }
-    // A state file that cannot be used stops the run before the lock is created.
-    State::load(&ctx.root)?;
+    // Arguments naming no device and a state file that cannot be used stop the run
+    // before the lock is created; then everything is read again under the lock.
+    let check = |host: &Host, state: &State| -> Result<(), Error> {
+        for n in &names {
+            if !host.devices.contains_key(n) && state.get(*n).is_none() {
+                return Err(Error::Usage(format!("no PCI device {n} on this host")));
+            }
+        }
+        Ok(())
+    };
+    check(&Host::read(&ctx.root)?, &State::load(&ctx.root)?)?;
     let _lock = ctx.lock("release")?;
     let host = Host::read(&ctx.root)?;
     let mut state = State::load(&ctx.root)?;
-    for n in &names {
-        if !host.devices.contains_key(n) && state.get(*n).is_none() {
-            return Err(Error::Usage(format!("no PCI device {n} on this host")));
-        }
-    }
+    check(&host, &state)?;
     let targets = targets(&host, &state, &names, all);
     if targets.is_empty() {
         log::info!("nothing to release: vfio-bind has bound no device");
         return Ok(0);
     }
-    let mut outcomes = Vec::new();
-    for addr in targets {
-        if let Some(signal) = crate::interrupt::requested() {
-            log::error!("stopped by {signal}; the devices not yet released stay bound");
-            break;
-        }
-        let record = state.get(addr).cloned();
-        let present = host.devices.contains_key(&addr);
-        outcomes.push(apply::release::release_recorded(
-            &ctx.root,
-            addr,
-            record.as_ref(),
-            present,
-            &mut state,
-            &ctx.options,
-        ));
-    }
+    let outcomes = release_groups(ctx, &host, &mut state, targets);
     sync_rules(ctx);
     let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
     log::info!(

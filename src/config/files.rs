@@ -45,8 +45,13 @@ pub fn read(source: &Source) -> Result<Vec<(PathBuf, String)>, ConfigError> {
             for p in dropins(&root.path(DEFAULT_DROPIN_DIR))? {
                 match read_regular(&p) {
                     Ok(text) => out.push((p, text)),
+                    // Not a regular file, a dangling link, a link loop: skipped. A file
+                    // that is there but cannot be read (EACCES, EIO, not UTF-8) is an
+                    // error: skipping it would release what it binds.
                     Err(ConfigError::Read { source, .. })
-                        if source.kind() != io::ErrorKind::PermissionDenied =>
+                        if source.kind() == io::ErrorKind::InvalidInput
+                            || source.kind() == io::ErrorKind::NotFound
+                            || source.raw_os_error() == Some(nix::libc::ELOOP) =>
                     {
                         log::warn!(
                             "{}: skipped: {}",

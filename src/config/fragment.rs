@@ -168,15 +168,18 @@ fn key_path(path: &serde_path_to_error::Path) -> String {
 /// key, with a hint for the usual slips; other messages (an unknown key, a syntax error)
 /// name what is wrong themselves and are only escaped.
 fn reword(key: &str, message: &str) -> String {
-    let message = crate::text::escape(message);
+    use crate::text::escape;
+    // Split first, then escape and cut each part: a long value must not cut away the key
+    // and the hint.
     let Some((got, expected)) = message
         .strip_prefix("invalid type: ")
-        .and_then(|m| m.split_once(", expected "))
+        .and_then(|m| m.rsplit_once(", expected "))
     else {
         // Unknown keys and syntax errors name what is wrong themselves, at its position.
-        return message;
+        return escape(message);
     };
-    let expected = match expected {
+    let (got, expected) = (escape(got), escape(expected));
+    let expected = match expected.as_str() {
         "a boolean" => "true or false",
         "a sequence" if key == "device" => {
             return format!("{key}: each entry is a [[device]] table (two brackets), not [device]")

@@ -55,7 +55,7 @@ pub fn select<'c>(config: &'c Config, host: &Host) -> Result<Selection<'c>, Plan
     for entry in &config.entries {
         let mut matched = false;
         for dev in host.devices.values().filter(|d| matches(entry, d)) {
-            if skips_boot_vga(entry, dev) {
+            if skips_boot_vga(entry, dev, host) {
                 skipped.push((entry, dev.address));
                 continue;
             }
@@ -75,21 +75,46 @@ pub fn select<'c>(config: &'c Config, host: &Host) -> Result<Selection<'c>, Plan
         }
     }
     for (entry, addr) in skipped {
-        if !sel.devices.contains_key(&addr) {
-            let message = format!(
-                "{addr} matches {} but is the boot VGA device (the host's console): skipped. \
-                 To pass it through, name it by address with allow_boot_vga = true",
-                entry.selector
-            );
-            sel.problems.push(problem(entry, message, false));
+        if sel.devices.contains_key(&addr) {
+            continue;
         }
+        let vga = host
+            .devices
+            .get(&addr)
+            .and_then(|d| boot_vga_of_group(d, host));
+        let what = match vga {
+            Some(v) if v != addr => format!("shares its IOMMU group with the boot VGA device {v}"),
+            _ => "is the boot VGA device".to_string(),
+        };
+        let message = format!(
+            "{addr} matches {} but {what} (the host's console): skipped. To pass it \
+             through, name the boot VGA device by address with allow_boot_vga = true",
+            entry.selector
+        );
+        sel.problems.push(problem(entry, message, false));
     }
     Ok(sel)
 }
 
-/// An `id` entry without `allow_boot_vga` does not select the boot VGA device.
-fn skips_boot_vga(entry: &Entry, dev: &Device) -> bool {
-    dev.boot_vga && !entry.allow_boot_vga && matches!(entry.selector, Selector::Id(_))
+/// An `id` entry without `allow_boot_vga` does not select the boot VGA device, nor a
+/// device that shares its IOMMU group (its HDMI audio function: selecting it would pull
+/// the boot VGA in, only to have the group refused).
+fn skips_boot_vga(entry: &Entry, dev: &Device, host: &Host) -> bool {
+    !entry.allow_boot_vga
+        && matches!(entry.selector, Selector::Id(_))
+        && boot_vga_of_group(dev, host).is_some()
+}
+
+/// The boot VGA device of `dev`'s IOMMU group (`dev` itself when it is one), if any.
+fn boot_vga_of_group(dev: &Device, host: &Host) -> Option<PciAddress> {
+    if dev.boot_vga {
+        return Some(dev.address);
+    }
+    host.group_of(dev.address)?
+        .devices
+        .iter()
+        .copied()
+        .find(|a| host.devices.get(a).is_some_and(|d| d.boot_vga))
 }
 
 impl<'c> Selection<'c> {
