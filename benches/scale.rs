@@ -10,6 +10,7 @@
 //!
 //!   cargo bench --bench scale              # 64, 1024, 8192 devices, 7 runs each
 //!   cargo bench --bench scale -- --quick   # 64, 256, 1024 devices, 3 runs (CI)
+//!   (under `cargo test --all-targets`: 16 and 64 devices once, a smoke test)
 //!
 //! Devices are all `15b3:101e` (an SR-IOV virtual function), in IOMMU groups of 1 to 8
 //! members, one config entry `id = "15b3:101e"` naming them all. When the machine has a
@@ -148,9 +149,15 @@ fn binary() -> PathBuf {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick")
-        || std::env::var_os("VFIO_BIND_BENCH_QUICK").is_some();
-    let (sizes, runs): (&[usize], usize) = if quick {
+    let args: Vec<String> = std::env::args().collect();
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without
+    // it, as a smoke test: then the smallest sizes, once.
+    let smoke = !args.iter().any(|a| a == "--bench");
+    let quick =
+        args.iter().any(|a| a == "--quick") || std::env::var_os("VFIO_BIND_BENCH_QUICK").is_some();
+    let (sizes, runs): (&[usize], usize) = if smoke {
+        (&[16, 64], 1)
+    } else if quick {
         (&[64, 256, 1024], 3)
     } else {
         (&[64, 1024, 8192], 7)

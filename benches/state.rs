@@ -6,6 +6,7 @@
 //!
 //!   cargo bench --bench state            # 1024 and 8192 devices
 //!   cargo bench --bench state -- --quick # 256 and 1024 (CI)
+//!   (under `cargo test --all-targets`: 16 and 64, a smoke test)
 
 use std::time::Instant;
 
@@ -54,8 +55,17 @@ fn run(n: usize) -> (f64, f64) {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
-    let sizes: &[usize] = if quick { &[256, 1024] } else { &[1024, 8192] };
+    let args: Vec<String> = std::env::args().collect();
+    // `cargo test --all-targets` runs this without --bench: a smoke test, small sizes.
+    let smoke = !args.iter().any(|a| a == "--bench");
+    let quick = args.iter().any(|a| a == "--quick");
+    let sizes: &[usize] = if smoke {
+        &[16, 64]
+    } else if quick {
+        &[256, 1024]
+    } else {
+        &[1024, 8192]
+    };
     println!("## State file (groups of {GROUP}; µs per device)\n");
     println!("| devices | record (write-ahead per group) | forget (release per device) |");
     println!("|---:|---:|---:|");
