@@ -41,20 +41,19 @@ pub fn apply(
     state: &mut State,
     opts: &Options,
 ) -> (Vec<ReleaseOutcome>, Vec<GroupOutcome>) {
-    let mut released = Vec::new();
-    let mut releases: Vec<&crate::plan::model::ReleasePlan> = plan.releases.iter().collect();
-    releases.sort_by_key(|r| (r.record.group, r.address));
-    let mut last_group = None;
-    for r in releases {
-        // A signal stops the run between groups only: a group is released whole.
-        if last_group != Some(r.record.group) && crate::interrupt::requested().is_some() {
-            return (released, Vec::new());
-        }
-        last_group = Some(r.record.group);
-        let rec = Some(&r.record);
-        released.push(release::release_recorded(
-            root, r.address, rec, r.present, state, opts,
-        ));
+    let targets = plan
+        .releases
+        .iter()
+        .map(|r| release::Target {
+            group: Some(r.record.group),
+            address: r.address,
+            record: Some(r.record.clone()),
+            present: r.present,
+        })
+        .collect();
+    let (released, stopped) = release::release_groups(root, targets, state, opts);
+    if stopped.is_some() {
+        return (released, Vec::new());
     }
     let mut groups = Vec::new();
     for g in &plan.groups {

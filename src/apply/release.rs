@@ -51,3 +51,44 @@ pub fn release_recorded(
         result,
     }
 }
+
+/// One device to release, with the IOMMU group it is released with.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Its group (recorded, or the snapshot's), which orders and bounds the release.
+    pub group: Option<u32>,
+    /// The device.
+    pub address: PciAddress,
+    /// What vfio-bind recorded when it bound the device, if it did.
+    pub record: Option<Record>,
+    /// False when the device is no longer on the host.
+    pub present: bool,
+}
+
+/// Release `targets` group by group ([`release_recorded`] each), in group then address
+/// order. A terminating signal ([`crate::interrupt`]) is acted on only between groups, so
+/// a group is always released whole. Returns the outcomes and the signal that stopped the
+/// run early, if one did.
+pub fn release_groups(
+    root: &Root,
+    mut targets: Vec<Target>,
+    state: &mut State,
+    opts: &Options,
+) -> (Vec<ReleaseOutcome>, Option<&'static str>) {
+    targets.sort_by_key(|t| (t.group, t.address));
+    let mut outcomes = Vec::new();
+    let mut last_group = None;
+    for t in targets {
+        if last_group != Some(t.group) {
+            if let Some(signal) = crate::interrupt::requested() {
+                return (outcomes, Some(signal));
+            }
+        }
+        last_group = Some(t.group);
+        let rec = t.record.as_ref();
+        outcomes.push(release_recorded(
+            root, t.address, rec, t.present, state, opts,
+        ));
+    }
+    (outcomes, None)
+}

@@ -63,47 +63,6 @@ fn sync_rules(ctx: &Context) {
     }
 }
 
-/// Release `targets` group by group (a signal stops the run only between groups, so a
-/// group is always released whole), updating the state after each device.
-fn release_groups(
-    ctx: &Context,
-    host: &Host,
-    state: &mut State,
-    targets: BTreeSet<PciAddress>,
-) -> Vec<apply::ReleaseOutcome> {
-    let mut targets: Vec<(Option<u32>, PciAddress)> = targets
-        .into_iter()
-        .map(|a| {
-            let g = state.get(a).map(|r| r.group);
-            let g = g.or_else(|| host.devices.get(&a).and_then(|d| d.iommu_group));
-            (g, a)
-        })
-        .collect();
-    targets.sort();
-    let mut outcomes = Vec::new();
-    let mut last_group = None;
-    for (group, addr) in targets {
-        if last_group.is_some() && last_group != Some(group) {
-            if let Some(signal) = crate::interrupt::requested() {
-                log::error!("stopped by {signal}; the groups not yet released stay bound");
-                break;
-            }
-        }
-        last_group = Some(group);
-        let record = state.get(addr).cloned();
-        let present = host.devices.contains_key(&addr);
-        outcomes.push(apply::release::release_recorded(
-            &ctx.root,
-            addr,
-            record.as_ref(),
-            present,
-            state,
-            &ctx.options,
-        ));
-    }
-    outcomes
-}
-
 /// Release under the run lock and update the state after each device. A device that
 /// vfio-bind did not bind is released only when named; it then goes to whatever host
 /// driver probes it. Exit 0 when everything was released, 1 otherwise.
@@ -138,7 +97,24 @@ pub fn run(ctx: &Context, addrs: &[String], all: bool) -> Result<u8, Error> {
         log::info!("nothing to release: vfio-bind has bound no device");
         return Ok(0);
     }
-    let outcomes = release_groups(ctx, &host, &mut state, targets);
+    let targets = targets
+        .into_iter()
+        .map(|a| {
+            let record = state.get(a).cloned();
+            let group = record.as_ref().map(|r| r.group);
+            apply::release::Target {
+                group: group.or_else(|| host.devices.get(&a).and_then(|d| d.iommu_group)),
+                address: a,
+                record,
+                present: host.devices.contains_key(&a),
+            }
+        })
+        .collect();
+    let (outcomes, stopped) =
+        apply::release::release_groups(&ctx.root, targets, &mut state, &ctx.options);
+    if let Some(signal) = stopped {
+        log::error!("stopped by {signal}; the groups not yet released stay bound");
+    }
     sync_rules(ctx);
     let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
     log::info!(
