@@ -92,6 +92,13 @@ impl Context {
         }
     }
 
+    /// True when taking the run lock would create it (and `/run/vfio-bind`): writers
+    /// then validate what they can before the lock, so a run that fails creates nothing.
+    /// Once the lock file exists, taking the lock creates nothing.
+    pub fn lock_would_create(&self) -> bool {
+        !self.root.path(crate::lock::LOCK_FILE).exists()
+    }
+
     /// The user database names in the config resolve through.
     pub fn users(&self) -> Users {
         Users::new(&self.root)
@@ -108,10 +115,8 @@ impl Context {
     pub fn plan(&self, lock: Option<&str>) -> Result<Planned, Error> {
         let config = config::load(&self.config)?;
         owner::check_config(&self.users(), &config)?;
-        if lock.is_some() && !self.root.path(crate::lock::LOCK_FILE).exists() {
-            // A writer creates the lock (and /run/vfio-bind) only for a config that
-            // plans on this host: a conflict found by planning (exit 2) leaves nothing.
-            // (Once the lock file exists, taking the lock creates nothing.)
+        if lock.is_some() && self.lock_would_create() {
+            // A conflict found by planning (exit 2) leaves nothing behind.
             plan::plan(&config, &self.host()?, &State::load(&self.root)?)?;
         }
         let lock = lock.map(|w| self.lock(w)).transpose()?;

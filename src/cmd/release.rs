@@ -78,7 +78,8 @@ pub fn run(ctx: &Context, addrs: &[String], all: bool) -> Result<u8, Error> {
         );
     }
     // Arguments naming no device and a state file that cannot be used stop the run
-    // before the lock is created; then everything is read again under the lock.
+    // before the lock is created ([`Context::lock_would_create`]); everything is read
+    // again under the lock.
     let check = |host: &Host, state: &State| -> Result<(), Error> {
         for n in &names {
             if !host.devices.contains_key(n) && state.get(*n).is_none() {
@@ -87,7 +88,9 @@ pub fn run(ctx: &Context, addrs: &[String], all: bool) -> Result<u8, Error> {
         }
         Ok(())
     };
-    check(&Host::read(&ctx.root)?, &State::load(&ctx.root)?)?;
+    if ctx.lock_would_create() {
+        check(&Host::read(&ctx.root)?, &State::load(&ctx.root)?)?;
+    }
     let _lock = ctx.lock("release")?;
     let host = Host::read(&ctx.root)?;
     let mut state = State::load(&ctx.root)?;
