@@ -51,6 +51,8 @@ pub struct Planned {
     pub plan: Plan,
     /// The ownership of each group's node, resolved through the root's user database.
     pub owners: Owners,
+    /// Each planned group's `/dev/vfio/<group>` as found.
+    pub nodes: nodes::Nodes,
 }
 
 impl Context {
@@ -142,6 +144,7 @@ impl Context {
             state,
             plan,
             owners,
+            nodes,
         })
     }
 }

@@ -2,34 +2,33 @@
 //! member's driver, and the owner and mode of `/dev/vfio/<group>`.
 
 use std::fmt::Write;
-use std::fs;
-use std::os::unix::fs::MetadataExt;
 
 use super::Context;
 use crate::error::Error;
+use crate::host::nodes::NodeState;
 use crate::names::Names;
 use crate::output::json::{Group, GroupState, Member, Node, Pending, Status};
+use crate::owner::Owners;
 use crate::plan::model::GroupPlan;
-use crate::root::Root;
 use crate::text::fit;
 use crate::users::{Kind, Users};
 
-/// `/dev/vfio/<group>` as found, against its configured ownership.
-fn node(root: &Root, users: &Users, g: &GroupPlan, owners: &crate::owner::Owners) -> Node {
-    let meta = fs::metadata(root.vfio_node(g.group)).ok();
+/// `/dev/vfio/<group>` as found (`meta`, from the planning's read), against its
+/// configured ownership.
+fn node(users: &Users, g: &GroupPlan, owners: &Owners, meta: Option<NodeState>) -> Node {
     let want = owners.get(&g.group).copied().unwrap_or_default();
     let as_configured = match &meta {
         None => !g.has_vfio_node() && g.ownership.is_empty(),
-        Some(m) => want.matches(m.uid(), m.gid(), m.mode()),
+        Some(m) => want.matches(m.uid, m.gid, m.mode),
     };
     Node {
         path: format!("/dev/vfio/{}", g.group),
         present: meta.is_some(),
-        uid: meta.as_ref().map(|m| m.uid()),
-        user: meta.as_ref().map(|m| users.name(Kind::User, m.uid())),
-        gid: meta.as_ref().map(|m| m.gid()),
-        group: meta.as_ref().map(|m| users.name(Kind::Group, m.gid())),
-        mode: meta.as_ref().map(|m| format!("{:04o}", m.mode() & 0o7777)),
+        uid: meta.as_ref().map(|m| m.uid),
+        user: meta.as_ref().map(|m| users.name(Kind::User, m.uid)),
+        gid: meta.as_ref().map(|m| m.gid),
+        group: meta.as_ref().map(|m| users.name(Kind::Group, m.gid)),
+        mode: meta.as_ref().map(|m| format!("{:04o}", m.mode)),
         configured_user: g.ownership.user.as_ref().map(|u| u.to_string()),
         configured_group: g.ownership.group.as_ref().map(|u| u.to_string()),
         configured_mode: g.ownership.mode.map(|m| format!("{m:04o}")),
@@ -163,7 +162,8 @@ pub fn run(ctx: &Context, as_json: bool) -> Result<u8, Error> {
         .groups
         .iter()
         .map(|g| {
-            let n = node(&ctx.root, &users, g, &p.owners);
+            let meta = p.nodes.get(&g.group).copied().flatten();
+            let n = node(&users, g, &p.owners, meta);
             Group::new(g, &p.host, &names, n)
         })
         .collect();
