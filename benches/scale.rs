@@ -5,7 +5,7 @@
 //! per device, and, through the fake kernel of the tests (`tests/common/fakekernel.rs`, a
 //! FUSE file system that binds and releases as Linux does), a first `apply` (every device
 //! from its host driver to vfio-pci) and `release --all`; each run's peak RSS comes from
-//! `wait4` rusage. It also measures boot cost: a no-op `apply` on a 256-device host as a
+//! GNU time(1). It also measures boot cost: a no-op `apply` on a 256-device host as a
 //! ratio to `true`, timed side by side in the same loop.
 //!
 //!   cargo bench --bench scale              # 64, 1024, 8192 devices, 7 runs each
@@ -13,7 +13,8 @@
 //!   (under `cargo test --all-targets`: 16 and 64 devices once, a smoke test)
 //!
 //! Devices are all `15b3:101e` (an SR-IOV virtual function), in IOMMU groups of 1 to 8
-//! members, one config entry `id = "15b3:101e"` naming them all. When the machine has a
+//! members, one config entry `id = "15b3:101e"` naming them all, every one recorded in
+//! the state as bound by vfio-bind (was `mlx5_core`). When the machine has a
 //! pci.ids (package `pci.ids` or `hwdata`), it is copied into the tree so `list` pays
 //! for names as it would on a real host. Results go to stdout and to
 //! target/bench/scale.md.
@@ -41,7 +42,10 @@ fn generate(root: &Path, n: usize) {
         fs::create_dir_all(sys.join(d)).unwrap();
     }
     fs::create_dir_all(root.join("etc")).unwrap();
-    fs::create_dir_all(root.join("run")).unwrap();
+    // Every device recorded as vfio-bind records what it bound (its state, version 2: one
+    // file per IOMMU group), so each command pays for reading a full state.
+    let groups_dir = root.join("run/vfio-bind/groups");
+    fs::create_dir_all(&groups_dir).unwrap();
     fs::write(sys.join("bus/pci/drivers_probe"), "").unwrap();
     fs::write(
         root.join("etc/vfio-bind.toml"),
@@ -66,9 +70,22 @@ fn generate(root: &Path, n: usize) {
             size = size % 8 + 1;
             left = size;
             fs::create_dir_all(sys.join(format!("kernel/iommu_groups/{group}/devices"))).unwrap();
+            fs::write(groups_dir.join(format!("{group}.toml")), "version = 2\n").unwrap();
         }
         left -= 1;
         let bdf = format!("0000:{:02x}:{:02x}.{}", 1 + i / 256, (i / 8) % 32, i % 8);
+        let mut state = fs::OpenOptions::new()
+            .append(true)
+            .open(groups_dir.join(format!("{group}.toml")))
+            .unwrap();
+        std::io::Write::write_all(
+            &mut state,
+            format!(
+                "[devices.\"{bdf}\"]\ndriver = \"vfio-pci\"\ngroup = {group}\nprevious_driver = \"mlx5_core\"\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
         let dir = sys.join(format!("devices/pci0000:00/{bdf}"));
         fs::create_dir_all(&dir).unwrap();
         for (f, v) in [
@@ -105,29 +122,44 @@ fn generate(root: &Path, n: usize) {
     }
 }
 
-/// Run a command to completion; wall time and peak RSS (KiB) from wait4. (The child is
-/// reaped by wait4 itself, not by `Child::wait`, to get its own rusage.)
-#[allow(clippy::zombie_processes)]
+/// Run a command to completion; wall time, peak RSS (KiB) and exit code. The RSS comes
+/// from GNU time(1) (`%M`, its child's `wait4` rusage), not from our own `wait4`: std
+/// spawns with `posix_spawn` (`CLONE_VM | CLONE_VFORK`), and the kernel folds the address
+/// space the child leaves at `exec` (ours, with the fake kernel's whole tree in it) into
+/// the child's `ru_maxrss`, which read 60 MiB for a process that never held 17.
 fn run(cmd: &mut Command) -> (Duration, u64, i32) {
+    let rss_file = tempfile::NamedTempFile::new().expect("temp file");
+    let mut timed = Command::new(TIME);
+    timed
+        .args(["-f", "%M", "-o"])
+        .arg(rss_file.path())
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => timed.env(k, v),
+            None => timed.env_remove(k),
+        };
+    }
     let start = Instant::now();
-    let child = cmd
+    let status = timed
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut status = 0;
-    let mut usage: nix::libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: wait4 on our own child's pid with valid pointers.
-    let r = unsafe { nix::libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+        .status()
+        .expect("spawn time(1)");
     let wall = start.elapsed();
-    assert_eq!(r, child.id() as i32, "wait4 failed");
-    let code = if nix::libc::WIFEXITED(status) {
-        nix::libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
-    (wall, usage.ru_maxrss as u64, code)
+    let text = std::fs::read_to_string(rss_file.path()).expect("time(1) output");
+    // A failing command adds "Command exited with non-zero status N" before the figure.
+    let rss = text
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("time(1) printed {text:?}"));
+    (wall, rss, status.code().unwrap_or(-1))
 }
+
+/// GNU time (Debian package `time`; tests/vm/setup.sh installs it).
+const TIME: &str = "/usr/bin/time";
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();

@@ -38,6 +38,7 @@ fn run(n: usize) -> (f64, f64) {
                 group: g as u32,
                 previous_driver: Some("mlx5_core".into()),
                 previous_override: None,
+                early: false,
             };
             state.insert(addr(i), r);
         }

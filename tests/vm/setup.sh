@@ -6,7 +6,7 @@
 #     kmod (depmod for the guest's modules.dep), cpio (the initramfs), e2fsprogs (its
 #     disk), make and groff-base (install and man page tests), systemd
 #     (systemd-analyze verify of the unit's ordering), util-linux (flock), zsh and fish
-#     (the completion scripts run in each shell).
+#     (the completion scripts run in each shell), time (peak RSS in benches/scale.rs).
 #   - The kernel that Debian's linux-image-amd64 depends on, downloaded with
 #     `apt-get download` and unpacked into the cache (no install on this machine).
 #
@@ -28,6 +28,7 @@ command -v systemd-analyze >/dev/null || need+=(systemd)  # tests/unit_ordering.
 command -v flock >/dev/null || need+=(util-linux)     # tests/hostile.rs (a lock holder)
 command -v zsh >/dev/null || need+=(zsh)              # tests/completions.rs
 command -v fish >/dev/null || need+=(fish)            # tests/completions.rs
+[ -x /usr/bin/time ] || need+=(time)                # benches/scale.rs (peak RSS of a child)
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing ${need[*]}" >&2
     if [ "$(id -u)" != 0 ]; then
