@@ -20,6 +20,11 @@ MODULESLOADDIR ?= $(PREFIX)/lib/modules-load.d
 BASHCOMPDIR    ?= $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR     ?= $(PREFIX)/share/zsh/vendor-completions
 FISHCOMPDIR    ?= $(PREFIX)/share/fish/vendor_completions.d
+# The initramfs integrations (each family's own directory; the files are inert where the
+# family is not installed).
+INITRAMFSTOOLSDIR ?= /usr/share/initramfs-tools
+DRACUTMODDIR   ?= $(PREFIX)/lib/dracut/modules.d
+INITCPIODIR    ?= $(PREFIX)/lib/initcpio
 PKG_CONFIG     ?= pkg-config
 # For PREFIX=/usr, systemd's own answer where pkg-config has one (Debian 12 says
 # /lib/systemd/system); otherwise, and as the fallback, $(PREFIX)/lib/systemd/system.
@@ -65,6 +70,14 @@ $(COMPLETIONS): $(VFIO_BIND_BIN)
 	$(VFIO_BIND_BIN) completions $(COMPSHELL) > $@.tmp
 	mv $@.tmp $@
 
+# install_sed MODE, SOURCE, DEST: install a file that names the binary by its path
+# (/usr/sbin/vfio-bind in dist/), pointed at $(SBINDIR).
+define install_sed
+	$(INSTALL) -d "$(DESTDIR)$(dir $(3))"
+	sed 's|/usr/sbin/vfio-bind|$(SBINDIR)/vfio-bind|g' $(2) > "$(DESTDIR)$(3)"
+	chmod $(1) "$(DESTDIR)$(3)"
+endef
+
 # The example config binds nothing; install never replaces the one the admin has.
 install: $(VFIO_BIND_BIN) $(COMPLETIONS)
 	$(INSTALL) -Dm755 $(VFIO_BIND_BIN) "$(DESTDIR)$(SBINDIR)/vfio-bind"
@@ -72,7 +85,16 @@ install: $(VFIO_BIND_BIN) $(COMPLETIONS)
 	sed 's|/usr/sbin/vfio-bind|$(SBINDIR)/vfio-bind|g' dist/systemd/vfio-bind.service \
 		> "$(DESTDIR)$(SYSTEMDUNITDIR)/vfio-bind.service"
 	chmod 0644 "$(DESTDIR)$(SYSTEMDUNITDIR)/vfio-bind.service"
+	$(call install_sed,644,dist/systemd/vfio-bind-initrd.service,$(SYSTEMDUNITDIR)/vfio-bind-initrd.service)
 	$(INSTALL) -Dm644 dist/modules-load.d/vfio-bind.conf "$(DESTDIR)$(MODULESLOADDIR)/vfio-bind.conf"
+	$(call install_sed,755,dist/initramfs-tools/hooks/vfio-bind,$(INITRAMFSTOOLSDIR)/hooks/vfio-bind)
+	$(call install_sed,755,dist/initramfs-tools/scripts/init-top/00-vfio-bind,$(INITRAMFSTOOLSDIR)/scripts/init-top/00-vfio-bind)
+	$(call install_sed,755,dist/dracut/90vfio-bind/module-setup.sh,$(DRACUTMODDIR)/90vfio-bind/module-setup.sh)
+	$(call install_sed,755,dist/dracut/90vfio-bind/vfio-bind-pre-udev.sh,$(DRACUTMODDIR)/90vfio-bind/vfio-bind-pre-udev.sh)
+	$(call install_sed,644,dist/systemd/vfio-bind-initrd.service,$(DRACUTMODDIR)/90vfio-bind/vfio-bind-initrd.service)
+	$(call install_sed,644,dist/initcpio/install/vfio-bind,$(INITCPIODIR)/install/vfio-bind)
+	$(call install_sed,644,dist/initcpio/install/sd-vfio-bind,$(INITCPIODIR)/install/sd-vfio-bind)
+	$(call install_sed,644,dist/initcpio/hooks/vfio-bind,$(INITCPIODIR)/hooks/vfio-bind)
 	$(INSTALL) -Dm644 man/vfio-bind.8 "$(DESTDIR)$(MANDIR)/man8/vfio-bind.8"
 	$(INSTALL) -Dm644 man/vfio-bind.toml.5 "$(DESTDIR)$(MANDIR)/man5/vfio-bind.toml.5"
 	$(INSTALL) -Dm644 $(COMPDIR)/vfio-bind.bash "$(DESTDIR)$(BASHCOMPDIR)/vfio-bind"
@@ -89,12 +111,19 @@ install: $(VFIO_BIND_BIN) $(COMPLETIONS)
 uninstall:
 	rm -f "$(DESTDIR)$(SBINDIR)/vfio-bind" \
 		"$(DESTDIR)$(SYSTEMDUNITDIR)/vfio-bind.service" \
+		"$(DESTDIR)$(SYSTEMDUNITDIR)/vfio-bind-initrd.service" \
+		"$(DESTDIR)$(INITRAMFSTOOLSDIR)/hooks/vfio-bind" \
+		"$(DESTDIR)$(INITRAMFSTOOLSDIR)/scripts/init-top/00-vfio-bind" \
+		"$(DESTDIR)$(INITCPIODIR)/install/vfio-bind" \
+		"$(DESTDIR)$(INITCPIODIR)/install/sd-vfio-bind" \
+		"$(DESTDIR)$(INITCPIODIR)/hooks/vfio-bind" \
 		"$(DESTDIR)$(MODULESLOADDIR)/vfio-bind.conf" \
 		"$(DESTDIR)$(MANDIR)/man8/vfio-bind.8" \
 		"$(DESTDIR)$(MANDIR)/man5/vfio-bind.toml.5" \
 		"$(DESTDIR)$(BASHCOMPDIR)/vfio-bind" \
 		"$(DESTDIR)$(ZSHCOMPDIR)/_vfio-bind" \
 		"$(DESTDIR)$(FISHCOMPDIR)/vfio-bind.fish"
+	rm -rf "$(DESTDIR)$(DRACUTMODDIR)/90vfio-bind"
 	@echo "kept $(DESTDIR)$(SYSCONFDIR)/vfio-bind.toml (remove it by hand if you want)"
 
 check:

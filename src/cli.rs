@@ -76,6 +76,24 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// Claim the configured groups in early boot (run by the initramfs integrations).
+    ///
+    /// Overrides first, then the vfio modules, then the bind protocol; no ownership (that
+    /// waits for the real root's `apply`). Skipped when the kernel command line has
+    /// vfio-bind=off.
+    Claim {
+        /// Print the config files the claim reads, one per line, and exit 0 when the config
+        /// names devices, 1 when it names none (for initramfs hooks).
+        #[arg(long)]
+        files: bool,
+    },
+    /// Claim the IOMMU group of a hot-added device the config names, or forget a removed
+    /// one (run by vfio-bind's udev rule).
+    Hotplug {
+        /// The device's PCI address (udev's $kernel).
+        #[arg(value_name = "ADDR")]
+        address: String,
+    },
     /// Give devices bound by vfio-bind back to the drivers they had.
     Release {
         /// PCI addresses to release (with the recorded devices of their IOMMU groups);

@@ -102,6 +102,38 @@ impl From<&str> for Driver {
     }
 }
 
+/// Written as the plain name (the state file's `driver = "vfio-pci"`).
+impl serde::Serialize for Driver {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+/// Read from a plain name; whether it is a valid one is the reader's check
+/// ([`valid_name`]).
+impl<'de> serde::Deserialize<'de> for Driver {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Ok(Driver::new(&name))
+    }
+}
+
+/// Shares one allocation per distinct name among many values read separately (the
+/// records of a state file: thousands of devices, a handful of drivers).
+#[derive(Debug, Default)]
+pub struct Interner(Vec<Driver>);
+
+impl Interner {
+    /// `d`, or the equal name seen before.
+    pub fn intern(&mut self, d: Driver) -> Driver {
+        if let Some(seen) = self.0.iter().find(|s| **s == d) {
+            return seen.clone();
+        }
+        self.0.push(d.clone());
+        d
+    }
+}
+
 impl PartialEq<str> for Driver {
     fn eq(&self, other: &str) -> bool {
         &*self.0 == other

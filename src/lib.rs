@@ -16,6 +16,7 @@
 pub mod apply;
 pub mod atomic;
 pub mod cmd;
+pub mod cmdline;
 pub mod config;
 pub mod driver;
 pub mod error;

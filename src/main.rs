@@ -30,6 +30,7 @@ fn context(cli: &Cli) -> Context {
         options: Options {
             bind_timeout: Duration::from_millis(cli.bind_timeout),
             node_timeout: Duration::from_millis(cli.node_timeout),
+            early: false,
         },
         lock_timeout: Duration::from_millis(cli.lock_timeout),
     }
@@ -46,6 +47,9 @@ fn dispatch(ctx: &Context, command: Command) -> Result<u8, Error> {
         Command::Check => cmd::check::run(ctx),
         Command::Release { addresses, all } => cmd::release::run(ctx, &addresses, all),
         Command::Doctor { guest_memory } => cmd::doctor::run(ctx, guest_memory),
+        Command::Claim { files: true } => cmd::claim::files(ctx),
+        Command::Claim { files: false } => cmd::claim::run(ctx),
+        Command::Hotplug { address } => cmd::hotplug::run(ctx, &address),
         Command::Completions { shell } => {
             print!("{}", cli::completions(shell));
             Ok(0)
@@ -98,7 +102,10 @@ fn main() -> ExitCode {
     // they check (and SIGPIPE is ignored); the others die quietly on a closed pipe.
     let writes = matches!(
         cli.command,
-        Command::Apply { dry_run: false } | Command::Release { .. }
+        Command::Apply { dry_run: false }
+            | Command::Release { .. }
+            | Command::Claim { files: false }
+            | Command::Hotplug { .. }
     );
     if writes {
         if let Err(e) = vfio_bind::interrupt::install() {

@@ -20,6 +20,7 @@
 //! driver = "vfio-pci"
 //! group = 7
 //! previous_driver = "xhci_hcd"
+//! early = true                    # claimed in the initramfs (absent: false)
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -31,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::atomic;
-use crate::driver;
+use crate::driver::{self, Driver};
 use crate::pci::PciAddress;
 use crate::root::Root;
 use crate::text::escape;
@@ -90,15 +91,20 @@ impl From<atomic::WriteError> for StateError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     /// The driver vfio-bind bound it to.
-    pub driver: String,
+    pub driver: Driver,
     /// Its IOMMU group when bound.
     pub group: u32,
     /// The driver it was on before (absent: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub previous_driver: Option<String>,
+    pub previous_driver: Option<Driver>,
     /// Its `driver_override` before (absent: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub previous_override: Option<String>,
+    pub previous_override: Option<Driver>,
+    /// Claimed in the initramfs (`vfio-bind claim`), before the real root's services ran.
+    /// Absent (false) in files written before it existed; older binaries of version 2
+    /// ignore it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub early: bool,
 }
 
 /// A file as written; `version` is absent in files written before it existed.
@@ -178,9 +184,10 @@ impl State {
     /// [`StateError::Version`] when a newer vfio-bind wrote it.
     pub fn load(root: &Root) -> Result<State, StateError> {
         let mut state = State::default();
+        let mut shared = driver::Interner::default();
         let legacy = legacy_path(root);
         if let Some(file) = read_file(&legacy)? {
-            state.add(&legacy, file, None)?;
+            state.add(&legacy, file, None, &mut shared)?;
             state.legacy = true;
         }
         let dir = groups_dir(root);
@@ -207,7 +214,7 @@ impl State {
             };
             let path = dir.join(&*name);
             if let Some(file) = read_file(&path)? {
-                state.add(&path, file, Some(group))?;
+                state.add(&path, file, Some(group), &mut shared)?;
             }
         }
         // Loading is not a change; only a version 1 file's groups need writing.
@@ -222,7 +229,14 @@ impl State {
     /// Add the validated records of one file (of `group`, when it is a group's file). A
     /// group's file overrides the version 1 file (it is newer: a conversion interrupted
     /// between the two writes leaves both); a device in two groups' files is corrupt.
-    fn add(&mut self, path: &Path, file: File, group: Option<u32>) -> Result<(), StateError> {
+    /// Driver names are shared through `shared`.
+    fn add(
+        &mut self,
+        path: &Path,
+        file: File,
+        group: Option<u32>,
+        shared: &mut driver::Interner,
+    ) -> Result<(), StateError> {
         let corrupt = |message: String| StateError::Corrupt {
             path: path.to_path_buf(),
             message,
@@ -253,6 +267,12 @@ impl State {
             if group.is_some() {
                 self.from_groups.insert(a);
             }
+            let r = Record {
+                driver: shared.intern(r.driver),
+                previous_driver: r.previous_driver.map(|d| shared.intern(d)),
+                previous_override: r.previous_override.map(|d| shared.intern(d)),
+                ..r
+            };
             self.insert(a, r);
         }
         Ok(())
@@ -363,6 +383,7 @@ mod tests {
                 group: 8,
                 previous_driver: Some("e1000e".into()),
                 previous_override: None,
+                early: false,
             },
         );
         s.save(&root).unwrap();

@@ -209,6 +209,14 @@ fn apply_on_bound_host_is_a_noop() {
             "SUBSYSTEM==\"vfio\", KERNEL==\"1\", OWNER=\"{uid}\", GROUP=\"{gid}\", MODE=\"0640\""
         )),
         "{text}"
+    ); // The hotplug line of the id entry runs this very binary.
+    let bin = std::fs::canonicalize(env!("CARGO_BIN_EXE_vfio-bind")).unwrap();
+    assert!(
+        text.contains(&format!(
+            "ACTION==\"add|remove\", SUBSYSTEM==\"pci\", ENV{{PCI_ID}}==\"10DE:1C03\", RUN+=\"{} hotplug $kernel\"\n",
+            bin.display()
+        )),
+        "{text}"
     );
 }
 

@@ -67,11 +67,32 @@ fn files(dir: &Path) -> Vec<(String, u32)> {
 
 const EXPECTED: &[(&str, u32)] = &[
     ("etc/vfio-bind.toml", 0o644),
+    (
+        "usr/lib/dracut/modules.d/90vfio-bind/module-setup.sh",
+        0o755,
+    ),
+    (
+        "usr/lib/dracut/modules.d/90vfio-bind/vfio-bind-initrd.service",
+        0o644,
+    ),
+    (
+        "usr/lib/dracut/modules.d/90vfio-bind/vfio-bind-pre-udev.sh",
+        0o755,
+    ),
+    ("usr/lib/initcpio/hooks/vfio-bind", 0o644),
+    ("usr/lib/initcpio/install/sd-vfio-bind", 0o644),
+    ("usr/lib/initcpio/install/vfio-bind", 0o644),
     ("usr/lib/modules-load.d/vfio-bind.conf", 0o644),
+    ("usr/lib/systemd/system/vfio-bind-initrd.service", 0o644),
     ("usr/lib/systemd/system/vfio-bind.service", 0o644),
     ("usr/sbin/vfio-bind", 0o755),
     ("usr/share/bash-completion/completions/vfio-bind", 0o644),
     ("usr/share/fish/vendor_completions.d/vfio-bind.fish", 0o644),
+    ("usr/share/initramfs-tools/hooks/vfio-bind", 0o755),
+    (
+        "usr/share/initramfs-tools/scripts/init-top/00-vfio-bind",
+        0o755,
+    ),
     ("usr/share/man/man5/vfio-bind.toml.5", 0o644),
     ("usr/share/man/man8/vfio-bind.8", 0o644),
     ("usr/share/zsh/vendor-completions/_vfio-bind", 0o644),
@@ -109,6 +130,35 @@ fn make_install_lays_out_exactly_the_expected_files_and_keeps_the_config() {
             "dist/modules-load.d/vfio-bind.conf",
         ),
         ("usr/share/man/man8/vfio-bind.8", "man/vfio-bind.8"),
+        // The integrations, with PREFIX=/usr unchanged by install's sed.
+        (
+            "usr/lib/systemd/system/vfio-bind-initrd.service",
+            "dist/systemd/vfio-bind-initrd.service",
+        ),
+        (
+            "usr/lib/dracut/modules.d/90vfio-bind/vfio-bind-initrd.service",
+            "dist/systemd/vfio-bind-initrd.service",
+        ),
+        (
+            "usr/lib/dracut/modules.d/90vfio-bind/module-setup.sh",
+            "dist/dracut/90vfio-bind/module-setup.sh",
+        ),
+        (
+            "usr/share/initramfs-tools/hooks/vfio-bind",
+            "dist/initramfs-tools/hooks/vfio-bind",
+        ),
+        (
+            "usr/share/initramfs-tools/scripts/init-top/00-vfio-bind",
+            "dist/initramfs-tools/scripts/init-top/00-vfio-bind",
+        ),
+        (
+            "usr/lib/initcpio/install/vfio-bind",
+            "dist/initcpio/install/vfio-bind",
+        ),
+        (
+            "usr/lib/initcpio/hooks/vfio-bind",
+            "dist/initcpio/hooks/vfio-bind",
+        ),
         (
             "usr/share/man/man5/vfio-bind.toml.5",
             "man/vfio-bind.toml.5",

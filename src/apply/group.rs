@@ -79,15 +79,17 @@ fn load_drivers(root: &Root, g: &GroupPlan, opts: &Options) -> Result<(), ApplyE
 /// Write-ahead: record every member about to change, with what it has now, before the
 /// first write; a crash mid-group then leaves a record `release` can undo. A member an
 /// earlier run recorded keeps its recorded previous driver and override. When the record
-/// cannot be saved, `state` is left as it was (nothing was written to sysfs yet).
-fn write_ahead(
+/// cannot be saved, `state` is left as it was (nothing was written to sysfs yet). New
+/// records are marked `early` in the initramfs claim.
+pub fn write_ahead(
     root: &Root,
     g: &GroupPlan,
     before: &Before,
     state: &mut State,
+    early: bool,
 ) -> Result<(), ApplyError> {
     for m in g.members.iter().filter(|m| m.action.writes()) {
-        let target = m.action.target().expect("writes have a target").to_string();
+        let target = m.action.target().expect("writes have a target").clone();
         let record = match state.get(m.address) {
             Some(r) => Record {
                 driver: target,
@@ -97,8 +99,9 @@ fn write_ahead(
             None => Record {
                 driver: target,
                 group: g.group,
-                previous_driver: m.driver.as_deref().map(str::to_string),
-                previous_override: m.driver_override.as_deref().map(str::to_string),
+                previous_driver: m.driver.clone(),
+                previous_override: m.driver_override.clone(),
+                early,
             },
         };
         state.insert(m.address, record);
@@ -119,7 +122,7 @@ fn write_ahead(
 /// The records of a group's members about to be written or recorded by an earlier run,
 /// as they were before this run touched them (`None`: not recorded). Proportional to the
 /// group, never to the state.
-type Before = Vec<(PciAddress, Option<Record>)>;
+pub type Before = Vec<(PciAddress, Option<Record>)>;
 
 /// Bind every member that needs a write, then own the node; stops at the first error.
 fn bind_all(
@@ -257,7 +260,7 @@ pub fn apply_group(
         .map(|m| (m.address, state.get(m.address).cloned()))
         .collect();
     if !g.is_bound() {
-        if let Err(e) = write_ahead(root, g, &before, state) {
+        if let Err(e) = write_ahead(root, g, &before, state, opts.early) {
             log::error!(VFIO_BIND_GROUP = g.group, VFIO_BIND_ACTION = "fail"; "group {}: {e}", g.group);
             out.result = Err(e);
             return out;

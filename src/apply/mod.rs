@@ -1,6 +1,7 @@
 //! Apply: execute a [`Plan`] through the kernel's bind protocol. The only module that
 //! writes to the host, one concern per module:
 //!
+//! - [`early`]: the initramfs claim's overrides-first step and module loading;
 //! - [`protocol`]: the sysfs bind protocol (bind, restore, release, wait), the only sysfs
 //!   writes;
 //! - [`group`]: one group all-or-nothing, with the write-ahead record and the rollback;
@@ -10,6 +11,7 @@
 //! - [`udev`]: the udev rules that keep node ownership;
 //! - [`error`], [`options`]: the errors and the timeouts.
 
+pub mod early;
 pub mod error;
 pub mod group;
 pub mod module;

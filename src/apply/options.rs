@@ -1,4 +1,4 @@
-//! Apply's timeouts.
+//! Apply's timeouts, and whether this run is the initramfs claim.
 
 use std::time::Duration;
 
@@ -10,14 +10,18 @@ pub struct Options {
     pub bind_timeout: Duration,
     /// How long to wait for `/dev/vfio/<group>` to appear after the group is bound.
     pub node_timeout: Duration,
+    /// The run is the claim in the initramfs (`vfio-bind claim`): records are marked
+    /// `early` ([`crate::state::Record::early`]).
+    pub early: bool,
 }
 
 impl Default for Options {
-    /// 10 000 ms for binds, 5 000 ms for the device node.
+    /// 10 000 ms for binds, 5 000 ms for the device node; not the initramfs claim.
     fn default() -> Self {
         Options {
             bind_timeout: Duration::from_millis(10_000),
             node_timeout: Duration::from_millis(5_000),
+            early: false,
         }
     }
 }

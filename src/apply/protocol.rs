@@ -262,11 +262,11 @@ pub fn release_device(
             return Ok(done);
         }
     }
-    let want = record.and_then(|r| r.previous_driver.clone());
+    let want = record.and_then(|r| r.previous_driver.as_deref().map(str::to_string));
     let prev_override = record
-        .and_then(|r| r.previous_override.clone())
-        .unwrap_or_else(|| "\n".into());
-    write_attr(&dev, &dir.join("driver_override"), &prev_override)?;
+        .and_then(|r| r.previous_override.as_deref())
+        .unwrap_or("\n");
+    write_attr(&dev, &dir.join("driver_override"), prev_override)?;
     if record.is_some() && now == want {
         return Ok(now);
     }

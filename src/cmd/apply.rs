@@ -37,7 +37,11 @@ pub fn run(ctx: &Context, dry_run: bool) -> Result<u8, Error> {
     }
     // The rules keep the groups that ended as planned and, when a signal stopped the run,
     // the groups not reached that were bound before it.
-    let rules = udev::sync(&ctx.root, apply::kept_nodes(&plan, &outcomes, &owners));
+    let rules = udev::sync(
+        &ctx.root,
+        apply::kept_nodes(&plan, &outcomes, &owners),
+        &config.entries,
+    );
     if let Err(e) = &rules {
         log::error!("{e}");
     }

@@ -18,7 +18,9 @@ use crate::users::Users;
 
 pub mod apply;
 pub mod check;
+pub mod claim;
 pub mod doctor;
+pub mod hotplug;
 pub mod list;
 pub mod release;
 pub mod status;

@@ -51,11 +51,11 @@ fn sync_rules(ctx: &Context) {
             .iter()
             .filter(|g| matches!(g.verdict(), Verdict::Bound | Verdict::NodePending))
             .map(|g| (g.group, &g.ownership));
-        Ok(owner::resolve_groups(&ctx.users(), bound)?)
+        Ok((owner::resolve_groups(&ctx.users(), bound)?, config.entries))
     })();
     match kept {
-        Ok(owners) => {
-            if let Err(e) = udev::sync(&ctx.root, owners.iter().map(|(g, o)| (*g, o))) {
+        Ok((owners, entries)) => {
+            if let Err(e) = udev::sync(&ctx.root, owners.iter().map(|(g, o)| (*g, o)), &entries) {
                 log::error!("{e}");
             }
         }

@@ -59,6 +59,7 @@ fn render_member(s: &mut String, m: &Member) {
         (Pending::Bridge, _) => format!("bridge, driver {now}"),
         (Pending::SetOverride, Some(t)) => format!("driver {now}, driver_override not {t}"),
         (Pending::Bind, Some(t)) => format!("driver {now}, wants {t}"),
+        _ if m.early => format!("driver {now}, claimed early (in the initramfs)"),
         _ => format!("driver {now}"),
     };
     let why = m
@@ -164,7 +165,7 @@ pub fn run(ctx: &Context, as_json: bool) -> Result<u8, Error> {
         .map(|g| {
             let meta = p.nodes.get(&g.group).copied().flatten();
             let n = node(&users, g, &p.owners, meta);
-            Group::new(g, &p.host, &names, n)
+            Group::new(g, &p.host, &p.state, &names, n)
         })
         .collect();
     let st = Status::new(&p.plan, groups);

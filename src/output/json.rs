@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::host::snapshot::{Device, Host};
 use crate::names::Names;
 use crate::plan::model::{Action, GroupPlan, Plan, Verdict};
+use crate::state::State;
 
 /// Version of the JSON documents of `list --json` and `status --json`; bumped only on
 /// incompatible changes (fields are only ever added within a version).
@@ -189,6 +190,8 @@ pub struct Member {
     pub target: Option<String>,
     /// The config entry (1-based) naming it, or null for a member that shares the group.
     pub entry: Option<usize>,
+    /// Claimed in the initramfs (`vfio-bind claim`), as recorded in the state.
+    pub early: bool,
 }
 
 /// A refusal.
@@ -216,8 +219,8 @@ pub struct Group {
 }
 
 impl Group {
-    /// A planned group with its node as found.
-    pub fn new(g: &GroupPlan, host: &Host, names: &Names, node: Node) -> Self {
+    /// A planned group with its node as found, and what `state` recorded of its members.
+    pub fn new(g: &GroupPlan, host: &Host, state: &State, names: &Names, node: Node) -> Self {
         Group {
             group: g.group,
             state: GroupState::new(g.verdict(), node.as_configured),
@@ -229,6 +232,7 @@ impl Group {
                     pending: Pending::from(&m.action),
                     target: m.action.target().map(|d| d.to_string()),
                     entry: m.entry,
+                    early: state.get(m.address).is_some_and(|r| r.early),
                 })
                 .collect(),
             refusals: g
@@ -294,7 +298,7 @@ impl Status {
             .map(|r| Release {
                 address: r.address.to_string(),
                 driver: r.driver.as_deref().map(str::to_string),
-                previous_driver: r.record.previous_driver.clone(),
+                previous_driver: r.record.previous_driver.as_deref().map(str::to_string),
                 present: r.present,
             })
             .collect();

@@ -504,6 +504,7 @@ mod tests {
                     group: g,
                     previous_driver: Some("e1000e".into()),
                     previous_override: None,
+                    early: false,
                 },
             );
         }

@@ -1,0 +1,41 @@
+#!/bin/bash
+# dracut module "vfio-bind" (dracut.modules(7)): claim the PCI devices that
+# /etc/vfio-bind.toml names (whole IOMMU groups) for vfio-pci in the initramfs, before
+# udev's coldplug and before any module dracut was told to load. Included by default
+# whenever the config names devices; `vfio-bind=off` on the kernel command line skips it.
+
+VFIO_BIND=/usr/sbin/vfio-bind
+
+# 0: include by default (the config names devices); 255: only when asked for.
+check() {
+    [[ -x $VFIO_BIND ]] || return 255
+    "$VFIO_BIND" -q claim --files > /dev/null 2>&1 || return 255
+    return 0
+}
+
+depends() {
+    return 0
+}
+
+# vfio-pci and the type1 IOMMU backend, even in hostonly mode (which keeps only the
+# modules some present device uses: no device uses vfio-pci before it is claimed).
+installkernel() {
+    hostonly='' instmods vfio-pci vfio_iommu_type1
+}
+
+install() {
+    local f
+    inst_binary "$VFIO_BIND"
+    while IFS= read -r f; do
+        [[ $f ]] && inst_simple "$f"
+    done < <("$VFIO_BIND" -q claim --files 2> /dev/null)
+    if dracut_module_included "systemd"; then
+        # A native initrd unit, ordered before udevd, the coldplug and
+        # systemd-modules-load (which neither dracut-pre-udev nor dracut-pre-trigger is).
+        inst_simple "$moddir/vfio-bind-initrd.service" "$systemdsystemunitdir/vfio-bind-initrd.service"
+        $SYSTEMCTL -q --root "$initdir" enable vfio-bind-initrd.service
+    else
+        # The shell init: pre-udev hooks run before udevd starts (99base/init.sh).
+        inst_hook pre-udev 00 "$moddir/vfio-bind-pre-udev.sh"
+    fi
+}
