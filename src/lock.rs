@@ -47,9 +47,16 @@ pub enum LockError {
 /// say who holds it.
 pub struct Lock {
     _file: Flock<File>,
+    uncontended_create: bool,
 }
 
 impl Lock {
+    /// True when this run created the lock file and no run held the lock before it: no
+    /// other vfio-bind run can have written anything since this run started.
+    pub fn uncontended_create(&self) -> bool {
+        self.uncontended_create
+    }
+
     /// Take the lock, waiting at most `timeout` (polled every 50 ms).
     ///
     /// Errors: [`LockError::Busy`] naming the holder when the wait runs out;
@@ -66,16 +73,29 @@ impl Lock {
             source,
         })?;
         let start = Instant::now();
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io_err)?;
+        let open = |create_new: bool| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(create_new)
+                .create(!create_new)
+                .truncate(false)
+                .open(&path)
+        };
+        let (mut file, mut created) = match open(true) {
+            Ok(f) => (f, true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                (open(false).map_err(io_err)?, false)
+            }
+            Err(e) => return Err(io_err(e)),
+        };
         loop {
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(mut locked) => {
+                    // Nobody held it before: we created the file, and it is still empty
+                    // (every holder writes its note into it).
+                    let unused = locked.metadata().is_ok_and(|m| m.len() == 0);
+                    let uncontended_create = created && unused;
                     // The note only tells a waiting run who holds the lock (and the
                     // kernel's lock table is checked against it): a failure to write it
                     // does not stop this run.
@@ -87,10 +107,14 @@ impl Lock {
                     if let Err(e) = written {
                         log::debug!("{}: cannot write the holder's note: {e}", path.display());
                     }
-                    return Ok(Lock { _file: locked });
+                    return Ok(Lock {
+                        _file: locked,
+                        uncontended_create,
+                    });
                 }
                 Err((f, nix::errno::Errno::EWOULDBLOCK)) => {
                     file = f;
+                    created = false;
                     if start.elapsed() >= timeout {
                         return Err(LockError::Busy {
                             path: path.clone(),

@@ -81,7 +81,16 @@ fn report(e: &Error) -> ExitCode {
     ExitCode::from(e.exit_code())
 }
 
+/// The search path systemd gives services (systemd.exec(5), "Environment Variables"),
+/// for `modprobe` and `udevadm` when the caller set none: udev runs the hotplug helper
+/// with the device's properties as its whole environment, without PATH.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 fn main() -> ExitCode {
+    if std::env::var_os("PATH").is_none_or(|p| p.is_empty()) {
+        // Single-threaded still: nothing reads the environment concurrently.
+        std::env::set_var("PATH", DEFAULT_PATH);
+    }
     // Die quietly on a closed pipe (`vfio-bind list | head`), as shell tools do.
     // SAFETY: setting a signal disposition to SIG_DFL installs no handler code.
     unsafe {
@@ -96,7 +105,10 @@ fn main() -> ExitCode {
     } else {
         cli.verbose.min(3) as i8
     };
-    vfio_bind::report::init_logging(verbosity);
+    // The hotplug helper on the real host (run by udev) logs to the journal; under --root
+    // (tests) it never does.
+    let hotplug = matches!(cli.command, Command::Hotplug { .. }) && cli.root.is_none();
+    vfio_bind::report::init_logging(verbosity, hotplug);
     let ctx = context(&cli);
     // Runs that write must never die half-way through a group: signals become a flag
     // they check (and SIGPIPE is ignored); the others die quietly on a closed pipe.

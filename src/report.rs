@@ -29,14 +29,17 @@ impl Log for StderrLog {
         // Every line carries the program's name, so a multi-line message stays
         // attributable; continuation lines are indented under the first, not counted as
         // more errors. A write error (a closed pipe) is ignored: logging never aborts a run.
+        // Each line is one write(2): stderr is unbuffered, and on /dev/kmsg (the initramfs
+        // claim's stderr) every write is a record of its own.
         let text = record.args().to_string();
         let mut err = std::io::stderr().lock();
         for (i, line) in text.lines().enumerate() {
-            let _ = if i == 0 {
-                writeln!(err, "vfio-bind: {prefix}{line}")
+            let line = if i == 0 {
+                format!("vfio-bind: {prefix}{line}\n")
             } else {
-                writeln!(err, "vfio-bind:   {line}")
+                format!("vfio-bind:   {line}\n")
             };
+            let _ = err.write_all(line.as_bytes());
         }
     }
 
@@ -46,15 +49,22 @@ impl Log for StderrLog {
 /// Install the logger: systemd-journal-logger when stderr is connected to journald
 /// (`JOURNAL_STREAM`, as under a systemd unit), so records carry the structured fields
 /// `VFIO_BIND_ADDRESS`, `VFIO_BIND_GROUP`, `VFIO_BIND_ACTION`, `VFIO_BIND_DRIVER`;
-/// otherwise plain lines on stderr. `verbosity`: -1 quiet (warnings and errors), 0 normal,
-/// 1 or more debug.
-pub fn init_logging(verbosity: i8) {
+/// otherwise plain lines on stderr. With `journal_unless_tty` (the hotplug helper, whose
+/// stderr udev keeps only at debug level), the journal whenever its socket exists and
+/// stderr is not a terminal. `verbosity`: -1 quiet (warnings and errors), 0 normal, 1 or
+/// more debug.
+pub fn init_logging(verbosity: i8, journal_unless_tty: bool) {
     let level = match verbosity {
         i8::MIN..=-1 => LevelFilter::Warn,
         0 => LevelFilter::Info,
         _ => LevelFilter::Debug,
     };
-    let journal = systemd_journal_logger::connected_to_journal()
+    use std::io::IsTerminal;
+    let wanted = systemd_journal_logger::connected_to_journal()
+        || (journal_unless_tty
+            && !std::io::stderr().is_terminal()
+            && std::path::Path::new("/run/systemd/journal/socket").exists());
+    let journal = wanted
         .then(systemd_journal_logger::JournalLog::new)
         .and_then(Result::ok);
     let installed = match journal {

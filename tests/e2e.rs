@@ -64,3 +64,38 @@ fn e2e_package_boot_reload_journal_under_systemd() {
     );
     eprintln!("e2e: {} checks passed under systemd", checks.len());
 }
+
+/// The early claim in a real initramfs-tools image (tests/e2e/initramfs-tools.sh): the
+/// image's content and init-top order, a boot where the configured e1000e is matched by
+/// vfio-pci only although e1000e is loaded in the initramfs, and the control boot with
+/// `vfio-bind=off` where e1000e takes it.
+#[test]
+fn e2e_initramfs_tools_claims_before_the_host_driver() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let logdir = tmp.join("e2e-initramfs-tools");
+    let _ = std::fs::remove_dir_all(&logdir);
+    let out = Command::new(repo.join("tests/e2e/initramfs-tools.sh"))
+        .arg(env!("CARGO_BIN_EXE_vfio-bind"))
+        .arg(&logdir)
+        .output()
+        .expect("cannot run tests/e2e/initramfs-tools.sh");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let checks: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("ok - ") || l.starts_with("FAIL - "))
+        .collect();
+    assert!(
+        out.status.success(),
+        "initramfs-tools e2e failed (logs in {}):\n{}\n{}",
+        logdir.display(),
+        checks.join("\n"),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Image checks, the claim boot's and the control boot's: none may go missing.
+    assert!(
+        checks.len() >= 20 && checks.iter().all(|c| c.starts_with("ok - ")),
+        "{checks:?}"
+    );
+    eprintln!("initramfs-tools: {} checks passed", checks.len());
+}

@@ -76,7 +76,7 @@ const EXPECTED: &[(&str, u32)] = &[
         0o644,
     ),
     (
-        "usr/lib/dracut/modules.d/90vfio-bind/vfio-bind-pre-udev.sh",
+        "usr/lib/dracut/modules.d/90vfio-bind/vfio-bind-cmdline.sh",
         0o755,
     ),
     ("usr/lib/initcpio/hooks/vfio-bind", 0o644),

@@ -30,6 +30,9 @@ pub fn run(ctx: &Context, dry_run: bool) -> Result<u8, Error> {
         log::info!("no [[device]] entries configured; nothing to bind");
     }
     log_problems(&plan);
+    for s in crate::host::initramfs::stale(&ctx.root, &config.files) {
+        log::warn!("{s}");
+    }
     let (released, outcomes) = apply::apply(&ctx.root, &plan, &owners, &mut state, &ctx.options);
     let mut changed = released.len();
     for o in &outcomes {

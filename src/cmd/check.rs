@@ -17,5 +17,8 @@ pub fn run(ctx: &Context) -> Result<u8, Error> {
         println!("config: none found (nothing will be bound)");
     }
     print!("{}", p.plan);
+    for s in crate::host::initramfs::stale(&ctx.root, &p.config.files) {
+        log::warn!("{s}");
+    }
     Ok(u8::from(p.plan.has_errors()))
 }

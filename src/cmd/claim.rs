@@ -1,5 +1,5 @@
 //! `vfio-bind claim`: the claim in early boot. The initramfs integrations (initramfs-tools
-//! `init-top`, dracut's `pre-udev` hook or initrd unit, mkinitcpio's early hook or unit)
+//! `init-top`, dracut's first `cmdline` hook or initrd unit, mkinitcpio's early hook or unit)
 //! run it before udev's coldplug and before any listed module is loaded.
 //!
 //! It reads the config (no user or group names are resolved: the initramfs has no user

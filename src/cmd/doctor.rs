@@ -345,6 +345,7 @@ fn config_findings(ctx: &Context, host: &Host, guest_mib: u64) -> (String, Vec<F
         }
     };
     let mut out = vec![finding(Severity::Ok, "config", config_summary(&c))];
+    out.push(early_boot(root, &c));
     let user = c
         .entries
         .iter()
@@ -355,12 +356,39 @@ fn config_findings(ctx: &Context, host: &Host, guest_mib: u64) -> (String, Vec<F
         match plan::plan(&c, host, &state) {
             Err(e) => out.push(finding(Severity::Fail, "config", e.to_string())),
             Ok(mut p) => {
-                guard::refuse(&mut p, host, &usage::read(root));
+                guard::refuse(&mut p, host, &usage::read(root, &|_| true));
                 out.extend(groups(&p));
             }
         }
     }
     (c.driver.to_string(), out)
+}
+
+/// The initramfs integration and whether the image is current (
+/// [`crate::host::initramfs`]).
+fn early_boot(root: &Root, c: &Config) -> Finding {
+    use crate::host::initramfs;
+    let Some(family) = initramfs::family(root) else {
+        return finding(
+            Severity::Info,
+            "early boot",
+            "no initramfs integration of vfio-bind installed: devices are claimed by the \
+             boot-time unit, before udev's coldplug but after the initramfs",
+        );
+    };
+    let stale = initramfs::stale(root, &c.files);
+    match stale.first() {
+        None => finding(
+            Severity::Ok,
+            "early boot",
+            format!(
+                "{} integration installed; the initramfs is current",
+                family.name()
+            ),
+        ),
+        Some(s) => finding(Severity::Warn, "early boot", s.to_string())
+            .fix(format!("run `{}`", family.rebuild())),
+    }
 }
 
 /// `<files>: N device entries`.

@@ -119,18 +119,34 @@ impl Context {
     pub fn plan(&self, lock: Option<&str>) -> Result<Planned, Error> {
         let config = config::load(&self.config)?;
         owner::check_config(&self.users(), &config)?;
-        if lock.is_some() && self.lock_would_create() {
-            // A conflict found by planning (exit 2) leaves nothing behind.
-            plan::plan(&config, &self.host()?, &State::load(&self.root)?)?;
-        }
-        let lock = lock.map(|w| self.lock(w)).transpose()?;
-        let host = self.host()?;
-        let state = State::load(&self.root)?;
-        let mut plan = plan::plan(&config, &host, &state)?;
-        let uses = if plan.needs_writes() {
-            usage::read(&self.root)
+        // When taking the lock would create it, validate first: a conflict found by
+        // planning (exit 2) leaves nothing behind. The inputs read for it are used on when
+        // this run created the lock and took it at once: no vfio-bind run can have written
+        // in between (every writer holds the lock), so a first run reads the host once.
+        let early_read = if lock.is_some() && self.lock_would_create() {
+            let (host, state) = (self.host()?, State::load(&self.root)?);
+            plan::plan(&config, &host, &state)?;
+            Some((host, state))
         } else {
+            None
+        };
+        let lock = lock.map(|w| self.lock(w)).transpose()?;
+        let (host, state) = match early_read {
+            Some(read) if lock.as_ref().is_some_and(Lock::uncontended_create) => read,
+            _ => (self.host()?, State::load(&self.root)?),
+        };
+        let mut plan = plan::plan(&config, &host, &state)?;
+        let written: std::collections::BTreeSet<_> = plan
+            .groups
+            .iter()
+            .flat_map(|g| g.members.iter())
+            .filter(|m| m.action.writes())
+            .map(|m| m.address)
+            .collect();
+        let uses = if written.is_empty() {
             usage::Uses::new()
+        } else {
+            usage::read(&self.root, &|a| written.contains(&a))
         };
         guard::refuse(&mut plan, &host, &uses);
         let owners = owner::resolve_groups(

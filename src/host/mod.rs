@@ -9,6 +9,7 @@
 //!
 //! Nothing here writes.
 
+pub mod initramfs;
 pub mod nodes;
 pub mod snapshot;
 pub mod sysfs;

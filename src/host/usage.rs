@@ -144,12 +144,14 @@ fn block_owners(root: &Root, canon: &Path) -> Vec<PciAddress> {
     owners
 }
 
-/// Read every host use under `root`. Unreadable or absent sources count as "no use":
-/// a host without /proc/swaps has no swap.
-pub fn read(root: &Root) -> Uses {
+/// Read the host uses under `root` beneath the PCI devices for which `relevant` holds
+/// (the members a plan would write: the guards judge nothing else), so that a host with
+/// many disks and interfaces pays only for the ones beneath those devices. Unreadable or
+/// absent sources count as "no use": a host without /proc/swaps has no swap.
+pub fn read(root: &Root, relevant: &dyn Fn(PciAddress) -> bool) -> Uses {
     let mut uses = Uses::new();
-    read_block(root, &mut uses);
-    read_net(root, &mut uses);
+    read_block(root, relevant, &mut uses);
+    read_net(root, relevant, &mut uses);
     uses
 }
 
@@ -180,7 +182,7 @@ fn mounts(root: &Root) -> Vec<(String, String, String)> {
 }
 
 /// Block devices: mounted, swap, or held.
-fn read_block(root: &Root, uses: &mut Uses) {
+fn read_block(root: &Root, relevant: &dyn Fn(PciAddress) -> bool, uses: &mut Uses) {
     let mounts = mounts(root);
     let swaps: Vec<String> = read_text(root, "/proc/swaps")
         .lines()
@@ -193,7 +195,7 @@ fn read_block(root: &Root, uses: &mut Uses) {
             continue;
         };
         let owners = block_owners(root, &canon);
-        if owners.is_empty() {
+        if !owners.iter().any(|o| relevant(*o)) {
             continue;
         }
         let devnum = fs::read_to_string(canon.join("dev"))
@@ -272,7 +274,7 @@ impl NetTables {
 }
 
 /// Network interfaces that are up (IFF_UP) and in use.
-fn read_net(root: &Root, uses: &mut Uses) {
+fn read_net(root: &Root, relevant: &dyn Fn(PciAddress) -> bool, uses: &mut Uses) {
     let tables = NetTables {
         routes4: read_text(root, "/proc/net/route"),
         addrs6: read_text(root, "/proc/net/if_inet6"),
@@ -285,7 +287,7 @@ fn read_net(root: &Root, uses: &mut Uses) {
             continue;
         };
         let owners = owners_under(root, &canon);
-        if owners.is_empty() {
+        if !owners.iter().any(|o| relevant(*o)) {
             continue;
         }
         let flags = fs::read_to_string(link.join("flags")).unwrap_or_default();

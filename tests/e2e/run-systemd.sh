@@ -14,6 +14,11 @@
 #                     directories are created; an existing DEST is replaced.
 #   --append ARGS     more kernel command-line arguments (e.g. modprobe.blacklist=e1000e)
 #   --no-iommu        no intel-iommu device and no intel_iommu=on (no IOMMU groups)
+#   --hotplug         one more (empty) pcie-root-port, id=rphp (bus 06), a netdev nhp, and a
+#                     QEMU monitor: a console line holding "E2E-QEMU <monitor command>"
+#                     from the test script (device_add/device_del) is sent to the monitor
+#   --initrd FILE     boot this initramfs (a real one: initramfs-tools, dracut) instead of
+#                     the tiny busybox one, with root=/dev/sda on the kernel command line
 #   --deb FILE        install the files of this .deb (dpkg-deb -x; /lib/... goes to
 #                     /usr/lib/... as on merged-/usr bookworm) instead of BINARY and the
 #                     unit, and enable the unit as its postinst does (a link in the
@@ -64,6 +69,8 @@ extra=()
 more_append=""
 iommu=1
 deb=""
+initrd=""
+hotplug=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --config) [ $# -ge 2 ] || die "--config needs a file"; config="$2"; shift 2 ;;
@@ -74,12 +81,14 @@ while [ $# -gt 0 ]; do
     --append) [ $# -ge 2 ] || die "--append needs arguments"; more_append="$more_append $2"; shift 2 ;;
     --no-iommu) iommu=0; shift ;;
     --deb) [ $# -ge 2 ] || die "--deb needs a file"; deb="$(realpath "$2")"; shift 2 ;;
+    --hotplug) hotplug=1; shift ;;
+    --initrd) [ $# -ge 2 ] && [ -f "$2" ] || die "--initrd needs a file"; initrd="$(realpath "$2")"; shift 2 ;;
     --) shift; break ;;
     -?*) die "unknown option $1" ;;
     *) break ;;
     esac
 done
-[ $# -eq 3 ] || die "usage: $0 [--config FILE|--no-config] [--unit FILE] [--no-enable] [--file SRC:DEST]... [--append ARGS] [--no-iommu] BINARY TESTSCRIPT LOGDIR"
+[ $# -eq 3 ] || die "usage: $0 [--config FILE|--no-config] [--unit FILE] [--no-enable] [--file SRC:DEST]... [--append ARGS] [--no-iommu] [--initrd FILE] BINARY TESTSCRIPT LOGDIR"
 binary="$1"; [ -n "$deb" ] || binary="$(realpath "$1")"
 testscript="$(realpath "$2")"
 logdir="$(realpath -m "$3")"
@@ -258,9 +267,43 @@ if [ $iommu = 1 ]; then
     iommu_dev=(-device "intel-iommu,intremap=off")
 fi
 append="$append$more_append"
+boot_initrd="$work/initramfs.cpio"
+if [ -n "$initrd" ]; then
+    # A real initramfs finds the root disk itself (the SATA disk on 00:1f.2).
+    boot_initrd="$initrd"
+    append="$append root=/dev/sda"
+fi
+: >"$logdir/console.log"
+hp_dev=()
+if [ $hotplug = 1 ]; then
+    # After rp1..rp4, so every BDF above stays as it is; the new port's bus is 06.
+    hp_dev=(-device pcie-root-port,id=rphp,chassis=9,slot=9
+        -netdev user,id=nhp,restrict=on
+        -monitor "unix:$work/monitor.sock,server,nowait")
+    # Relay "E2E-QEMU <command>" console lines to the monitor, each once.
+    (
+        tail -n +1 -F "$logdir/console.log" 2>/dev/null | while IFS= read -r line; do
+            line="${line%$'\r'}"
+            case "$line" in
+            # systemd prefixes the console line ("[ 22.06] runner.sh[212]: E2E-QEMU ...").
+            *"E2E-QEMU "*)
+                python3 - "$work/monitor.sock" "${line#*E2E-QEMU }" <<'PY' >>"$logdir/monitor.log" 2>&1
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall((sys.argv[2] + "\n").encode())
+time.sleep(0.5)
+print(sys.argv[2], "->", s.recv(65536).decode(errors="replace").strip())
+PY
+                ;;
+            esac
+        done
+    ) &
+    relay=$!
+fi
 rc=0
 timeout "$timeout_s" qemu-system-x86_64 -accel tcg -M q35 -m "$mem" -smp 1 -nographic -no-reboot \
-    -kernel "$vmlinuz" -initrd "$work/initramfs.cpio" -append "$append" \
+    -kernel "$vmlinuz" -initrd "$boot_initrd" -append "$append" \
     -drive file="$work/root.img",if=none,format=raw,id=root,cache=unsafe \
     -device ide-hd,drive=root,bus=ide.0 \
     "${iommu_dev[@]}" \
@@ -276,7 +319,9 @@ timeout "$timeout_s" qemu-system-x86_64 -accel tcg -M q35 -m "$mem" -smp 1 -nogr
     -device pcie-root-port,id=rp4,chassis=4,slot=4 \
     -drive file="$work/disk.img",if=none,format=raw,id=d0 \
     -device virtio-blk-pci,bus=rp4,drive=d0,disable-legacy=on \
-    </dev/null >"$logdir/console.log" 2>&1 || rc=$?
+    "${hp_dev[@]}" \
+    </dev/null >>"$logdir/console.log" 2>&1 || rc=$?
+[ $hotplug = 0 ] || { kill "$relay" 2>/dev/null; pkill -P "$relay" 2>/dev/null || true; }
 t_qemu=$(date +%s.%N)
 
 # 6. Results out of the image (debugfs rdump; no mount). After a timeout or crash the

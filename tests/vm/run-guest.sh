@@ -2,7 +2,12 @@
 # Boot a throwaway QEMU guest (TCG, Debian's kernel, busybox initramfs) and run one
 # scenario script in it as root.
 #
-#   tests/vm/run-guest.sh [--no-iommu] BINARY SCENARIO_SCRIPT LOGFILE
+#   tests/vm/run-guest.sh [--no-iommu] [--topology T] [--bin PATH]... [--overlay DIR]
+#                         [--preinit FILE] [--append ARGS] BINARY SCENARIO_SCRIPT LOGFILE
+#
+# --overlay DIR copies DIR's tree over the guest's root last (an initramfs image built by
+# another tool); --preinit FILE runs (sourced by /init's sh) before /init loads the host
+# drivers, as an initramfs's early hooks would; --append adds kernel command-line words.
 #
 # BINARY becomes /usr/bin/vfio-bind in the guest (with the shared libraries ldd names),
 # SCENARIO_SCRIPT becomes /scenario.sh (run with `sh /scenario.sh`), tests/vm/lib.sh
@@ -37,6 +42,9 @@ here="$(cd "$(dirname "$0")" && pwd)"
 iommu=1
 topology=default
 bins=()
+overlay=""
+preinit=""
+more_append=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --no-iommu) iommu=0; shift ;;
@@ -45,6 +53,9 @@ while [ $# -gt 0 ]; do
     --topology) topology="$2"; shift 2 ;;
     # Another host binary (with its libraries) for the guest's /usr/bin.
     --bin) bins+=("$2"); shift 2 ;;
+    --overlay) overlay="$(realpath "$2")"; shift 2 ;;
+    --preinit) preinit="$(realpath "$2")"; shift 2 ;;
+    --append) more_append="$more_append $2"; shift 2 ;;
     *) break ;;
     esac
 done
@@ -91,6 +102,11 @@ for b in ${bins[@]+"${bins[@]}"}; do
         [ -e "$root$lib" ] || cp -L "$lib" "$root$lib"
     done
 done
+
+# The dynamic linker's cache, as every real host has (without it, ld.so probes a dozen
+# tls/ and hwcap directories per library at every exec, which under TCG costs ~15 ms).
+printf '/lib/x86_64-linux-gnu\n/usr/lib/x86_64-linux-gnu\n' >"$root/etc/ld.so.conf"
+ldconfig -r "$root"
 
 # 2c. Users and groups (glibc >= 2.34 has the files NSS module built in).
 cat >"$root/etc/passwd" <<'EOF'
@@ -139,6 +155,8 @@ mount -t sysfs sysfs /sys
 mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /tmp
 
+# An initramfs's early hooks (run-guest.sh --preinit), before any host driver loads.
+[ -f /preinit.sh ] && . /preinit.sh
 # The drivers the devices start on.
 for m in xhci_pci e1000e e1000 virtio_pci virtio_blk; do
     modprobe "$m" || echo "init: modprobe $m failed"
@@ -170,6 +188,8 @@ sync
 poweroff -f
 EOF
 chmod 755 "$root/init" "$root/scenario.sh"
+[ -z "$preinit" ] || cp "$preinit" "$root/preinit.sh"
+[ -z "$overlay" ] || cp -a "$overlay/." "$root/"
 (cd "$root" && find . | cpio --quiet -o -H newc -R 0:0) >"$work/initramfs.cpio"
 
 # 3. The disk for virtio-blk, and the guest.
@@ -182,6 +202,7 @@ if [ $iommu = 1 ]; then
     append="console=ttyS0 intel_iommu=on panic=-1 quiet"
     iommu_dev=(-device intel-iommu,intremap=off)
 fi
+append="$append$more_append"
 
 devices=()
 if [ "$topology" = bench ]; then

@@ -30,12 +30,14 @@ install() {
         [[ $f ]] && inst_simple "$f"
     done < <("$VFIO_BIND" -q claim --files 2> /dev/null)
     if dracut_module_included "systemd"; then
-        # A native initrd unit, ordered before udevd, the coldplug and
-        # systemd-modules-load (which neither dracut-pre-udev nor dracut-pre-trigger is).
+        # A native initrd unit, ordered before udevd, the coldplug, systemd-modules-load
+        # and dracut-cmdline (which loads rd.driver.pre= modules): neither of dracut's
+        # pre-udev and pre-trigger hook services is ordered before all of those.
         inst_simple "$moddir/vfio-bind-initrd.service" "$systemdsystemunitdir/vfio-bind-initrd.service"
         $SYSTEMCTL -q --root "$initdir" enable vfio-bind-initrd.service
     else
-        # The shell init: pre-udev hooks run before udevd starts (99base/init.sh).
-        inst_hook pre-udev 00 "$moddir/vfio-bind-pre-udev.sh"
+        # The shell init (99base/init.sh): the first cmdline hook, before 90kernel-modules'
+        # parse-kernel.sh (cmdline 01) loads rd.driver.pre= modules and long before udevd.
+        inst_hook cmdline 00 "$moddir/vfio-bind-cmdline.sh"
     fi
 }

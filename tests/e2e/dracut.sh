@@ -1,0 +1,123 @@
+#!/bin/bash
+# The early claim in real dracut images (dracut -N in a bookworm chroot with vfio-bind
+# installed by `make install`, e1000e forced in with --force-drivers), booted with systemd
+# as PID 1 in the real root (tests/e2e/run-systemd.sh --initrd):
+#
+#   - the systemd flavour (systemd in the initramfs): the module installs the initrd unit
+#     vfio-bind-initrd.service, enabled in sysinit.target;
+#   - the shell flavour (--omit systemd): the module installs its cmdline hook 00, which
+#     runs before dracut loads the rd.driver.pre= (force_drivers) modules;
+#   - each is booted and must show 0000:02:00.0 matched by vfio-pci only, although e1000e
+#     is loaded in the initramfs (tests/e2e/early-claim.sh); the systemd flavour is booted
+#     again with vfio-bind=off as the control (e1000e takes it).
+#
+# The module is included without any flag: its check() sees the config name devices.
+#
+#   tests/e2e/dracut.sh BINARY LOGDIR
+#
+# Cache: the chroot (the e2e root filesystem plus dracut) in $VFIO_BIND_VM_CACHE/dracut-<hash>.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+[ $# -eq 2 ] || { echo "usage: $0 BINARY LOGDIR" >&2; exit 2; }
+binary="$(realpath "$1")"
+logdir="$(realpath -m "$2")"
+mkdir -p "$logdir"
+log() { echo "dracut: $*" >&2; }
+
+eval "$("$here/setup.sh")"   # kernel=, kver=, image=
+cache="${VFIO_BIND_VM_CACHE:-$HOME/.cache/vfio-bind-vm}"
+rootfs=""
+for r in "$cache"/rootfs-*; do [ -f "$r/.complete" ] && { [ -z "$rootfs" ] || [ "$r" -nt "$rootfs" ]; } && rootfs="$r"; done
+[ -n "$rootfs" ] || { log "no e2e root filesystem in $cache"; exit 1; }
+
+# 1. The chroot: the e2e root filesystem + dracut (cached). dracut needs systemd-sysv
+# (the rootfs has it) and /proc.
+packages="dracut busybox"
+chash="$( { basename "$rootfs"; echo "$packages"; } | sha256sum | cut -c1-12)"
+chroot_dir="$cache/dracut-$chash"
+exec 9>"$cache/dracut.lock"
+flock 9
+if [ ! -f "$chroot_dir/.complete" ]; then
+    log "building the dracut chroot $chroot_dir (about 1 minute)"
+    rm -rf "$chroot_dir" "$chroot_dir.tmp"
+    cp -a "$rootfs" "$chroot_dir.tmp"
+    rm -f "$chroot_dir.tmp/.complete"
+    cp /etc/resolv.conf "$chroot_dir.tmp/etc/resolv.conf"
+    mount -t proc proc "$chroot_dir.tmp/proc"
+    ok=0
+    (chroot "$chroot_dir.tmp" apt-get update -q &&
+        DEBIAN_FRONTEND=noninteractive chroot "$chroot_dir.tmp" \
+            apt-get install -y -q --no-install-recommends $packages) \
+        >"$cache/dracut-$chash.log" 2>&1 && ok=1
+    umount "$chroot_dir.tmp/proc"
+    [ $ok = 1 ] || { tail -n 20 "$cache/dracut-$chash.log" >&2; log "apt-get failed"; exit 1; }
+    rm -rf "$chroot_dir.tmp"/var/cache/apt/archives/*.deb
+    touch "$chroot_dir.tmp/.complete"
+    mv "$chroot_dir.tmp" "$chroot_dir"
+fi
+flock -u 9
+
+# 2. This run's chroot (hard links; nothing below writes into an existing file).
+work="$(mktemp -d "${TMPDIR:-/tmp}/vfio-bind-dracut.XXXXXX")"
+trap 'umount "$work/root/proc" 2>/dev/null || true; rm -rf "$work"' EXIT
+w="$work/root"
+cp -al "$chroot_dir" "$w"
+make -C "$repo" -s install DESTDIR="$w" PREFIX=/usr SYSTEMDUNITDIR=/usr/lib/systemd/system \
+    VFIO_BIND_BIN="$binary" COMPDIR="$work/completions" PKG_CONFIG=false >/dev/null
+rm -f "$w/etc/vfio-bind.toml"
+cp "$here/early-claim.toml" "$w/etc/vfio-bind.toml"
+mkdir -p "$w/lib/modules" "$w/boot"
+rm -rf "${w:?}/lib/modules/$kver"
+cp -al "$kernel/lib/modules/$kver" "$w/lib/modules/$kver"
+cp "$kernel/boot/config-$kver" "$w/boot/"
+mount -t proc proc "$w/proc"
+fail=0
+check() { # DESCRIPTION CMD...
+    local d="$1"; shift
+    if "$@"; then echo "ok - $d"; else echo "FAIL - $d"; fail=1; fi
+}
+for flavour in systemd shell; do
+    omit=()
+    [ $flavour = shell ] && omit=(--omit "systemd systemd-initrd systemd-networkd dracut-systemd")
+    log "dracut -N ($flavour flavour) $kver (about 1 minute)"
+    t0=$(date +%s)
+    chroot "$w" dracut -f -N --gzip --force-drivers e1000e ${omit[@]+"${omit[@]}"} \
+        --kver "$kver" "/boot/initrd-$flavour.img" >"$logdir/dracut-$flavour.log" 2>&1 ||
+        { tail -n 30 "$logdir/dracut-$flavour.log" >&2; log "dracut failed"; exit 1; }
+    log "dracut took $(($(date +%s) - t0)) s"
+    chroot "$w" lsinitrd "/boot/initrd-$flavour.img" >"$logdir/lsinitrd-$flavour.txt" 2>&1 || true
+    cp "$w/boot/initrd-$flavour.img" "$work/initrd-$flavour.img"
+done
+umount "$w/proc"
+
+# 3. The images' content.
+{
+    for flavour in systemd shell; do
+        l="$logdir/lsinitrd-$flavour.txt"
+        check "$flavour: image has usr/sbin/vfio-bind" grep -q ' usr/sbin/vfio-bind$' "$l"
+        check "$flavour: image has etc/vfio-bind.toml" grep -q ' etc/vfio-bind.toml$' "$l"
+        check "$flavour: image has vfio-pci.ko" grep -q 'vfio-pci.ko' "$l"
+    done
+    check "systemd: the initrd unit is in sysinit.target.wants" \
+        grep -q 'sysinit.target.wants/vfio-bind-initrd.service' "$logdir/lsinitrd-systemd.txt"
+    check "shell: the cmdline hook 00 is in" grep -q 'cmdline/00-vfio-bind-cmdline.sh' "$logdir/lsinitrd-shell.txt"
+    check "shell: no initrd unit" sh -c "! grep -q 'vfio-bind-initrd.service' '$logdir/lsinitrd-shell.txt'"
+} | tee "$logdir/image-checks.txt"
+grep -q '^FAIL' "$logdir/image-checks.txt" && fail=1
+
+# 4. The boots, one after the other.
+debug='ignore_loglevel log_buf_len=4M dyndbg="file drivers/base/dd.c +p"'
+for run in systemd:claim shell:claim systemd:off; do
+    flavour="${run%%:*}" mode="${run#*:}"
+    append="$debug"
+    [ "$mode" = off ] && append="$append vfio-bind=off"
+    log "boot: $flavour flavour, $mode"
+    if ! "$here/run-systemd.sh" --initrd "$work/initrd-$flavour.img" --config "$here/early-claim.toml" \
+        --append "$append" "$binary" "$here/early-claim.sh" "$logdir/$flavour-$mode"; then
+        log "boot $flavour $mode: checks failed (see $logdir/$flavour-$mode)"
+        fail=1
+    fi
+    grep -a '^ok - \|^FAIL - ' "$logdir/$flavour-$mode/console.log" | tr -d '\r' | sed "s/^/[$flavour $mode] /" || true
+done
+exit $fail
