@@ -72,12 +72,12 @@ const EXPECTED: &[(&str, u32)] = &[
         0o755,
     ),
     (
-        "usr/lib/dracut/modules.d/90vfio-bind/vfio-bind-initrd.service",
-        0o644,
-    ),
-    (
         "usr/lib/dracut/modules.d/90vfio-bind/vfio-bind-cmdline.sh",
         0o755,
+    ),
+    (
+        "usr/lib/dracut/modules.d/90vfio-bind/vfio-bind-initrd.service",
+        0o644,
     ),
     ("usr/lib/initcpio/hooks/vfio-bind", 0o644),
     ("usr/lib/initcpio/install/sd-vfio-bind", 0o644),

@@ -7,7 +7,8 @@
 //! - so that a device the config names that is hot-added later is claimed with its IOMMU
 //!   group (and a removed one forgotten): one line per `[[device]]` entry matching the
 //!   PCI add/remove uevent by address (`KERNEL`) or by the uevent's `PCI_ID` (and
-//!   `PCI_SUBSYS_ID`), running `vfio-bind hotplug $kernel`. The kernel probes a hot-added
+//!   `PCI_SUBSYS_ID`), running `vfio-bind hotplug $kernel`; synthetic events (the
+//!   coldplug's) are left out. The kernel probes a hot-added
 //!   device synchronously (`pci_bus_add_device()`), so the host driver may already hold it
 //!   when the rule runs: the helper unbinds and reprobes, as `apply` does.
 //!
@@ -47,7 +48,12 @@ fn hotplug_line(e: &Entry, helper: &str) -> String {
             m
         }
     };
-    format!("ACTION==\"add|remove\", SUBSYSTEM==\"pci\", {m}, RUN+=\"{helper} hotplug $kernel\"")
+    // Real hotplug events only: a synthetic one (the coldplug's `udevadm trigger`, any
+    // write to a device's `uevent`) carries SYNTH_UUID (0 when none was given;
+    // Documentation/ABI/testing/sysfs-uevent), and at boot the unit has claimed already.
+    format!(
+        "ACTION==\"add|remove\", SUBSYSTEM==\"pci\", ENV{{SYNTH_UUID}}==\"\", {m}, RUN+=\"{helper} hotplug $kernel\""
+    )
 }
 
 /// The helper the hotplug lines run: this binary, by its absolute path.

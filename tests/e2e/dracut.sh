@@ -1,15 +1,18 @@
 #!/bin/bash
 # The early claim in real dracut images (dracut -N in a bookworm chroot with vfio-bind
-# installed by `make install`, e1000e forced in with --force-drivers), booted with systemd
-# as PID 1 in the real root (tests/e2e/run-systemd.sh --initrd):
+# installed by `make install`, e1000e and bochs (early KMS) forced in with
+# --force-drivers), booted with systemd as PID 1 in the real root (tests/e2e/run-systemd.sh
+# --gpu --initrd; the config names the lone e1000e 0000:02:00.0 and the second std VGA
+# 0000:06:00.0):
 #
 #   - the systemd flavour (systemd in the initramfs): the module installs the initrd unit
 #     vfio-bind-initrd.service, enabled in sysinit.target;
 #   - the shell flavour (--omit systemd): the module installs its cmdline hook 00, which
 #     runs before dracut loads the rd.driver.pre= (force_drivers) modules;
-#   - each is booted and must show 0000:02:00.0 matched by vfio-pci only, although e1000e
-#     is loaded in the initramfs (tests/e2e/early-claim.sh); the systemd flavour is booted
-#     again with vfio-bind=off as the control (e1000e takes it).
+#   - each is booted and must show both matched by vfio-pci only, although e1000e and
+#     bochs-drm are loaded in the initramfs (tests/e2e/early-claim.sh); the systemd
+#     flavour is booted again with vfio-bind=off as the control (the host drivers take
+#     them).
 #
 # The module is included without any flag: its check() sees the config name devices.
 #
@@ -82,7 +85,7 @@ for flavour in systemd shell; do
     [ $flavour = shell ] && omit=(--omit "systemd systemd-initrd systemd-networkd dracut-systemd")
     log "dracut -N ($flavour flavour) $kver (about 1 minute)"
     t0=$(date +%s)
-    chroot "$w" dracut -f -N --gzip --force-drivers e1000e ${omit[@]+"${omit[@]}"} \
+    chroot "$w" dracut -f -N --gzip --force-drivers "e1000e bochs" ${omit[@]+"${omit[@]}"} \
         --kver "$kver" "/boot/initrd-$flavour.img" >"$logdir/dracut-$flavour.log" 2>&1 ||
         { tail -n 30 "$logdir/dracut-$flavour.log" >&2; log "dracut failed"; exit 1; }
     log "dracut took $(($(date +%s) - t0)) s"
@@ -113,11 +116,11 @@ for run in systemd:claim shell:claim systemd:off; do
     append="$debug"
     [ "$mode" = off ] && append="$append vfio-bind=off"
     log "boot: $flavour flavour, $mode"
-    if ! "$here/run-systemd.sh" --initrd "$work/initrd-$flavour.img" --config "$here/early-claim.toml" \
+    if ! "$here/run-systemd.sh" --gpu --initrd "$work/initrd-$flavour.img" --config "$here/early-claim.toml" \
         --append "$append" "$binary" "$here/early-claim.sh" "$logdir/$flavour-$mode"; then
         log "boot $flavour $mode: checks failed (see $logdir/$flavour-$mode)"
         fail=1
     fi
-    grep -a '^ok - \|^FAIL - ' "$logdir/$flavour-$mode/console.log" | tr -d '\r' | sed "s/^/[$flavour $mode] /" || true
+    grep -a '^ok - \|^FAIL - ' "$logdir/$flavour-$mode/test.log" 2>/dev/null | sed "s/^/[$flavour $mode] /" || true
 done
 exit $fail

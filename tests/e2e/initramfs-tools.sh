@@ -1,14 +1,18 @@
 #!/bin/bash
 # The early claim in a real initramfs-tools initramfs (Debian's, built by mkinitramfs in
 # a bookworm chroot with vfio-bind installed by `make install`), booted with systemd as
-# PID 1 in the real root (tests/e2e/run-systemd.sh --initrd):
+# PID 1 in the real root (tests/e2e/run-systemd.sh --gpu --initrd). The initramfs loads
+# e1000e and bochs-drm itself (/etc/initramfs-tools/modules, as early-KMS setups do);
+# the config (tests/e2e/early-claim.toml) names the lone e1000e 0000:02:00.0 and the
+# second std VGA 0000:06:00.0. Four boots (checks in tests/e2e/early-claim.sh):
 #
-#   1. claim boot: the initramfs force-loads e1000e (/etc/initramfs-tools/modules, as a
-#      user's MODULES would), yet 0000:02:00.0, which the config names, is matched by
-#      vfio-pci only; the state marks it early; the boot-time unit sets the node's
-#      ownership; status says "claimed early" (tests/e2e/early-claim.sh);
-#   2. control boot, same image, with vfio-bind=off: e1000e takes 0000:02:00.0, the unit
-#      is skipped, nothing is recorded — the check of boot 1 can fail.
+#   claim   vfio-pci, never a host driver, matched both; the unit owned the nodes;
+#           status says "claimed early"; a reload keeps it;
+#   off     the same image with vfio-bind=off: the host drivers took them (control);
+#   plain   an image built before vfio-bind was installed: the host drivers matched
+#           them in the initramfs (control: the claim boot's checks can fail);
+#   edited  the real root's config edited after the image was built: the unit
+#           converges (releases, binds), doctor says to run update-initramfs.
 #
 # Also checks the image itself: vfio-bind, the config and vfio-pci are in it, and
 # scripts/init-top/ORDER runs 00-vfio-bind before udev.
@@ -57,18 +61,15 @@ if [ ! -f "$chroot_dir/.complete" ]; then
 fi
 flock -u 9
 
-# 2. This run's chroot: hard links (nothing below writes into an existing file), vfio-bind
-# installed, the config, e1000e forced into the initramfs, the kernel's modules.
+# 2. This run's chroot: hard links (nothing below writes into an existing file), e1000e and
+# bochs forced into the initramfs, the kernel's modules; one image built before vfio-bind
+# is installed, one after.
 work="$(mktemp -d "${TMPDIR:-/tmp}/vfio-bind-itools.XXXXXX")"
 trap 'umount "$work/root/proc" 2>/dev/null || true; rm -rf "$work"' EXIT
 w="$work/root"
 cp -al "$chroot_dir" "$w"
-make -C "$repo" -s install DESTDIR="$w" PREFIX=/usr VFIO_BIND_BIN="$binary" \
-    COMPDIR="$work/completions" PKG_CONFIG=false >/dev/null
-rm -f "$w/etc/vfio-bind.toml"
-cp "$here/early-claim.toml" "$w/etc/vfio-bind.toml"
 rm -f "$w/etc/initramfs-tools/modules"
-printf '# force the host driver into the initramfs, loaded at load_modules\ne1000e\n' \
+printf '# host drivers in the initramfs, loaded at load_modules (early KMS: bochs)\ne1000e\nbochs\n' \
     >"$w/etc/initramfs-tools/modules"
 mkdir -p "$w/etc/initramfs-tools/conf.d"
 echo "COMPRESS=gzip" >"$w/etc/initramfs-tools/conf.d/compress"
@@ -79,14 +80,22 @@ cp -al "$kernel/lib/modules/$kver" "$w/lib/modules/$kver"
 mkdir -p "$w/boot"
 cp "$kernel/boot/config-$kver" "$w/boot/"
 mount -t proc proc "$w/proc"
-log "mkinitramfs $kver (about 1 minute)"
-t0=$(date +%s)
-chroot "$w" mkinitramfs -o "/boot/initrd.img-$kver" "$kver" >"$logdir/mkinitramfs.log" 2>&1 ||
-    { tail -n 30 "$logdir/mkinitramfs.log" >&2; log "mkinitramfs failed"; exit 1; }
+build() { # NAME: /boot/initrd.img-$kver -> $work/initrd-NAME.img
+    log "mkinitramfs $kver ($1; about 30 s)"
+    local t0; t0=$(date +%s)
+    chroot "$w" mkinitramfs -o "/boot/initrd.img-$kver" "$kver" >"$logdir/mkinitramfs-$1.log" 2>&1 ||
+        { tail -n 30 "$logdir/mkinitramfs-$1.log" >&2; log "mkinitramfs failed"; exit 1; }
+    log "mkinitramfs took $(($(date +%s) - t0)) s"
+    mv "$w/boot/initrd.img-$kver" "$work/initrd-$1.img"
+}
+build plain
+make -C "$repo" -s install DESTDIR="$w" PREFIX=/usr VFIO_BIND_BIN="$binary" \
+    COMPDIR="$work/completions" PKG_CONFIG=false >/dev/null
+rm -f "$w/etc/vfio-bind.toml"
+cp "$here/early-claim.toml" "$w/etc/vfio-bind.toml"
+build vfio
 umount "$w/proc"
-log "mkinitramfs took $(($(date +%s) - t0)) s"
-initrd="$work/initrd.img"
-cp "$w/boot/initrd.img-$kver" "$initrd"
+initrd="$work/initrd-vfio.img"
 
 # 3. The image's content.
 fail=0
@@ -109,17 +118,30 @@ u="$work/unpacked"
 } | tee "$logdir/image-checks.txt"
 grep -q '^FAIL' "$logdir/image-checks.txt" && fail=1
 
-# 4. The two boots, one after the other (one core each under TCG).
+check "the plain image has no vfio-bind" sh -c "zcat '$work/initrd-plain.img' | cpio -t --quiet 2>/dev/null | grep -c vfio-bind | grep -qx 0" |
+    tee -a "$logdir/image-checks.txt"
+grep -q '^FAIL' "$logdir/image-checks.txt" && fail=1
+
+# 4. The boots, one after the other (one core each under TCG).
 debug='ignore_loglevel log_buf_len=4M dyndbg="file drivers/base/dd.c +p"'
-for mode in claim off; do
-    append="$debug"
-    [ $mode = off ] && append="$append vfio-bind=off"
+for mode in claim off plain edited; do
+    append="$debug" img="$initrd" config="$here/early-claim.toml" files=()
+    case $mode in
+    off) append="$append vfio-bind=off" ;;
+    plain) append="$append e2e.mode=plain" img="$work/initrd-plain.img" ;;
+    edited)
+        append="$append e2e.mode=edited" config="$here/early-claim-edited.toml"
+        # What doctor looks at in the real root: the hook, and the image of the kernel.
+        files=(--file "$w/usr/share/initramfs-tools/hooks/vfio-bind:/usr/share/initramfs-tools/hooks/vfio-bind"
+            --file "$initrd:/boot/initrd.img-$kver")
+        ;;
+    esac
     log "boot: $mode"
-    if ! "$here/run-systemd.sh" --initrd "$initrd" --config "$here/early-claim.toml" \
+    if ! "$here/run-systemd.sh" --gpu --initrd "$img" --config "$config" ${files[@]+"${files[@]}"} \
         --append "$append" "$binary" "$here/early-claim.sh" "$logdir/$mode"; then
         log "boot $mode: checks failed (see $logdir/$mode)"
         fail=1
     fi
-    grep -a '^ok - \|^FAIL - ' "$logdir/$mode/console.log" | tr -d '\r' || true
+    grep -a '^ok - \|^FAIL - ' "$logdir/$mode/test.log" 2>/dev/null | sed "s/^/[$mode] /" || true
 done
 exit $fail

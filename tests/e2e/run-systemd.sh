@@ -17,6 +17,10 @@
 #   --hotplug         one more (empty) pcie-root-port, id=rphp (bus 06), a netdev nhp, and a
 #                     QEMU monitor: a console line holding "E2E-QEMU <monitor command>"
 #                     from the test script (device_add/device_del) is sent to the monitor
+#   --gpu             a second std VGA (1234:1111, not the boot VGA; bochs-drm's) behind one
+#                     more pcie-root-port, id=rpgpu: 0000:06:00.0 (not with --hotplug). Any
+#                     -device VGA turns QEMU's default one off, so the boot VGA at 00:01.0
+#                     is then given explicitly, and every other BDF stays as it is.
 #   --initrd FILE     boot this initramfs (a real one: initramfs-tools, dracut) instead of
 #                     the tiny busybox one, with root=/dev/sda on the kernel command line
 #   --deb FILE        install the files of this .deb (dpkg-deb -x; /lib/... goes to
@@ -71,6 +75,7 @@ iommu=1
 deb=""
 initrd=""
 hotplug=0
+gpu=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --config) [ $# -ge 2 ] || die "--config needs a file"; config="$2"; shift 2 ;;
@@ -82,6 +87,7 @@ while [ $# -gt 0 ]; do
     --no-iommu) iommu=0; shift ;;
     --deb) [ $# -ge 2 ] || die "--deb needs a file"; deb="$(realpath "$2")"; shift 2 ;;
     --hotplug) hotplug=1; shift ;;
+    --gpu) gpu=1; shift ;;
     --initrd) [ $# -ge 2 ] && [ -f "$2" ] || die "--initrd needs a file"; initrd="$(realpath "$2")"; shift 2 ;;
     --) shift; break ;;
     -?*) die "unknown option $1" ;;
@@ -274,7 +280,14 @@ if [ -n "$initrd" ]; then
     append="$append root=/dev/sda"
 fi
 : >"$logdir/console.log"
+[ $((hotplug + gpu)) -le 1 ] || die "--hotplug and --gpu both want bus 06"
 hp_dev=()
+vga_dev=()
+if [ $gpu = 1 ]; then
+    vga_dev=(-device VGA,bus=pcie.0,addr=01.0)
+    # After rp1..rp4, so every BDF above stays as it is; the new port's bus is 06.
+    hp_dev=(-device pcie-root-port,id=rpgpu,chassis=8,slot=8 -device VGA,bus=rpgpu,addr=0.0)
+fi
 if [ $hotplug = 1 ]; then
     # After rp1..rp4, so every BDF above stays as it is; the new port's bus is 06.
     hp_dev=(-device pcie-root-port,id=rphp,chassis=9,slot=9
@@ -307,6 +320,7 @@ timeout "$timeout_s" qemu-system-x86_64 -accel tcg -M q35 -m "$mem" -smp 1 -nogr
     -drive file="$work/root.img",if=none,format=raw,id=root,cache=unsafe \
     -device ide-hd,drive=root,bus=ide.0 \
     "${iommu_dev[@]}" \
+    "${vga_dev[@]}" \
     -device pcie-root-port,id=rp1,chassis=1,slot=1 \
     -device qemu-xhci,bus=rp1,addr=0.0,multifunction=on \
     -netdev user,id=n0,restrict=on -device e1000e,bus=rp1,addr=0.1,netdev=n0 \
