@@ -20,11 +20,11 @@ MODULESLOADDIR ?= $(PREFIX)/lib/modules-load.d
 BASHCOMPDIR    ?= $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR     ?= $(PREFIX)/share/zsh/vendor-completions
 FISHCOMPDIR    ?= $(PREFIX)/share/fish/vendor_completions.d
-# The initramfs integrations (each family's own directory; the files are inert where the
-# family is not installed).
+# The initramfs integrations, where each generator reads them whatever PREFIX is (the
+# files are inert where the family is not installed).
 INITRAMFSTOOLSDIR ?= /usr/share/initramfs-tools
-DRACUTMODDIR   ?= $(PREFIX)/lib/dracut/modules.d
-INITCPIODIR    ?= $(PREFIX)/lib/initcpio
+DRACUTMODDIR   ?= /usr/lib/dracut/modules.d
+INITCPIODIR    ?= /usr/lib/initcpio
 PKG_CONFIG     ?= pkg-config
 # For PREFIX=/usr, systemd's own answer where pkg-config has one (Debian 12 says
 # /lib/systemd/system); otherwise, and as the fallback, $(PREFIX)/lib/systemd/system.

@@ -93,6 +93,10 @@ pub enum Command {
         /// The device's PCI address (udev's $kernel).
         #[arg(value_name = "ADDR")]
         address: String,
+        /// The uevent's action (udev's $env{ACTION}); without it, a device present in
+        /// sysfs is taken as added, an absent one as removed.
+        #[arg(long, value_enum)]
+        action: Option<vfio_bind::cmd::hotplug::Action>,
     },
     /// Give devices bound by vfio-bind back to the drivers they had.
     Release {

@@ -49,7 +49,7 @@ fn dispatch(ctx: &Context, command: Command) -> Result<u8, Error> {
         Command::Doctor { guest_memory } => cmd::doctor::run(ctx, guest_memory),
         Command::Claim { files: true } => cmd::claim::files(ctx),
         Command::Claim { files: false } => cmd::claim::run(ctx),
-        Command::Hotplug { address } => cmd::hotplug::run(ctx, &address),
+        Command::Hotplug { address, action } => cmd::hotplug::run(ctx, &address, action),
         Command::Completions { shell } => {
             print!("{}", cli::completions(shell));
             Ok(0)

@@ -9,7 +9,22 @@ use crate::apply::{ApplyError, GroupOutcome, ReleaseOutcome};
 use crate::plan::model::Plan;
 
 /// Plain `vfio-bind: ...` lines on stderr, for a terminal or a non-journal service manager.
-struct StderrLog;
+/// When stderr is the kernel log (`/dev/kmsg`, as the initramfs hooks redirect it), each
+/// line starts with its syslog priority (`<3>` error ... `<7>` debug), which the kernel
+/// takes as the record's level (Documentation/ABI/testing/dev-kmsg).
+struct StderrLog {
+    kmsg: bool,
+}
+
+/// True when stderr is `/dev/kmsg` (character device 1:11, devices.txt).
+fn stderr_is_kmsg() -> bool {
+    use nix::sys::stat::{fstat, major, minor, SFlag};
+    fstat(2).is_ok_and(|st| {
+        (st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFCHR.bits()
+            && major(st.st_rdev) == 1
+            && minor(st.st_rdev) == 11
+    })
+}
 
 impl Log for StderrLog {
     fn enabled(&self, _: &Metadata) -> bool {
@@ -32,12 +47,19 @@ impl Log for StderrLog {
         // Each line is one write(2): stderr is unbuffered, and on /dev/kmsg (the initramfs
         // claim's stderr) every write is a record of its own.
         let text = record.args().to_string();
+        let priority = match (self.kmsg, record.level()) {
+            (false, _) => "",
+            (true, Level::Error) => "<3>",
+            (true, Level::Warn) => "<4>",
+            (true, Level::Info) => "<6>",
+            (true, Level::Debug | Level::Trace) => "<7>",
+        };
         let mut err = std::io::stderr().lock();
         for (i, line) in text.lines().enumerate() {
             let line = if i == 0 {
-                format!("vfio-bind: {prefix}{line}\n")
+                format!("{priority}vfio-bind: {prefix}{line}\n")
             } else {
-                format!("vfio-bind:   {line}\n")
+                format!("{priority}vfio-bind:   {line}\n")
             };
             let _ = err.write_all(line.as_bytes());
         }
@@ -69,7 +91,9 @@ pub fn init_logging(verbosity: i8, journal_unless_tty: bool) {
         .and_then(Result::ok);
     let installed = match journal {
         Some(j) => j.with_syslog_identifier("vfio-bind".into()).install(),
-        None => log::set_boxed_logger(Box::new(StderrLog)),
+        None => log::set_boxed_logger(Box::new(StderrLog {
+            kmsg: stderr_is_kmsg(),
+        })),
     };
     if installed.is_ok() {
         log::set_max_level(level);

@@ -297,6 +297,15 @@ impl State {
         }
     }
 
+    /// The recorded devices of IOMMU group `group`, in address order (from the group
+    /// index: proportional to the group).
+    pub fn group_members(&self, group: u32) -> Vec<PciAddress> {
+        self.groups
+            .get(&group)
+            .map(|set| set.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
     /// Forget a device.
     pub fn remove(&mut self, addr: PciAddress) -> Option<Record> {
         let r = self.devices.remove(&addr)?;

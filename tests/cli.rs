@@ -213,7 +213,7 @@ fn apply_on_bound_host_is_a_noop() {
     let bin = std::fs::canonicalize(env!("CARGO_BIN_EXE_vfio-bind")).unwrap();
     assert!(
         text.contains(&format!(
-            "ACTION==\"add|remove\", SUBSYSTEM==\"pci\", ENV{{SYNTH_UUID}}==\"\", ENV{{PCI_ID}}==\"10DE:1C03\", RUN+=\"{} hotplug $kernel\"\n",
+            "ACTION==\"add|remove\", SUBSYSTEM==\"pci\", ENV{{SYNTH_UUID}}==\"\", ENV{{PCI_ID}}==\"10DE:1C03\", RUN+=\"{} hotplug --action $env{{ACTION}} $kernel\"\n",
             bin.display()
         )),
         "{text}"

@@ -17,14 +17,14 @@ const SIB: &str = "0000:01:00.1";
 const NIC: &str = "0000:02:00.0";
 const OTHER: &str = "0000:03:00.0";
 
-/// Group 7: xhci + e1000e (one slot); group 8: a lone e1000e, both named; group 9: an
-/// e1000e nobody names. vfio-pci is registered. The top-level `user` is a name no user
+/// Group 7: xhci + an audio function (one slot; the xhci named); group 8: a lone e1000e,
+/// named; group 9: an e1000e nobody names. vfio-pci is registered. The top-level `user` is a name no user
 /// database here knows: the claim must not look it up (the initramfs has none).
 fn tree() -> Tree {
     let t = Tree::new();
     t.driver("vfio-pci")
         .device(dev(XHCI, "1b36:000d", 0x0c0330, Some("xhci_hcd"), 7))
-        .device(dev(SIB, "8086:10d3", 0x020000, Some("e1000e"), 7))
+        .device(dev(SIB, "8086:293e", 0x040300, Some("snd_hda_intel"), 7))
         .device(dev(NIC, "8086:10d3", 0x020000, Some("e1000e"), 8))
         .device(dev(OTHER, "8086:10d3", 0x020000, Some("e1000e"), 9));
     t.config(&format!(
@@ -94,6 +94,62 @@ fn claim_writes_every_override_before_any_probe_and_records_early() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn claim_leaves_a_group_with_an_unnamed_storage_controller_to_the_real_root() {
+    // The xhci's slot holds a SATA controller (class 01) instead of the e1000e: it may
+    // carry the root file system, which the initramfs cannot see yet.
+    let t = Tree::new();
+    t.driver("vfio-pci")
+        .device(dev(XHCI, "1b36:000d", 0x0c0330, Some("xhci_hcd"), 7))
+        .device(dev(SIB, "8086:2922", 0x010601, Some("ahci"), 7))
+        .device(dev(NIC, "8086:10d3", 0x020000, Some("e1000e"), 8));
+    t.config(&format!(
+        "[[device]]\naddress = \"{XHCI}\"\n\n[[device]]\naddress = \"{NIC}\"\n"
+    ));
+    let k = FakeKernel::mount(&t, Rules::default());
+    let o = k.run(&["--bind-timeout", "300", "claim"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!(
+            "{SIB} is a storage controller no entry names, sharing the group"
+        )),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(k.driver(XHCI).as_deref(), Some("xhci_hcd"));
+    assert_eq!(k.driver(SIB).as_deref(), Some("ahci"));
+    assert_eq!(k.override_of(XHCI), None);
+    assert_eq!(k.driver(NIC).as_deref(), Some("vfio-pci"));
+    // Named by an entry, the same controller is claimed: the user said so.
+    t.config(&format!(
+        "[[device]]\naddress = \"{XHCI}\"\n\n[[device]]\naddress = \"{SIB}\"\n"
+    ));
+    let o = k.run(&["--bind-timeout", "300", "claim"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(k.driver(SIB).as_deref(), Some("vfio-pci"));
+}
+
+#[test]
+fn claim_puts_the_overrides_back_when_the_driver_does_not_register() {
+    // No vfio-pci driver directory, and under --root no module is loaded.
+    let t = Tree::new();
+    t.device(dev(NIC, "8086:10d3", 0x020000, Some("e1000e"), 8));
+    t.config(&format!("[[device]]\naddress = \"{NIC}\"\n"));
+    let k = FakeKernel::mount(&t, Rules::default());
+    let o = k.run(&["--bind-timeout", "300", "claim"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "group 8: driver vfio-pci did not register; putting the group's overrides back"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(k.override_of(NIC), None);
+    assert_eq!(k.driver(NIC).as_deref(), Some("e1000e"));
+    assert!(!state_text(k.root()).contains(NIC));
 }
 
 #[test]
@@ -229,16 +285,60 @@ fn hotplug_claims_only_the_added_devices_group() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stderr(&o).contains(&format!("{NIC}: removed; forgot its record")));
     assert!(!state_text(k.root()).contains(NIC));
+    // The remove event comes before the sysfs directory goes: --action remove forgets
+    // the record even while the device is still there.
+    assert_eq!(
+        k.run(&[
+            "--bind-timeout",
+            "300",
+            "--node-timeout",
+            "300",
+            "hotplug",
+            XHCI
+        ])
+        .status
+        .code(),
+        Some(0)
+    );
+    assert!(state_text(k.root()).contains(XHCI));
+    let o = k.run(&["hotplug", "--action", "remove", XHCI]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        !state_text(k.root()).contains(XHCI),
+        "{}",
+        state_text(k.root())
+    );
     // Bad input: exit 2, nothing touched.
     let o = k.run(&["hotplug", "../../etc"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("not a PCI address"), "{}", stderr(&o));
 }
 
-/// A generated root with vfio-bind's integration `family_file` (installed 5 days ago),
-/// the config (written an hour ago) and an image of the running kernel built at `built`.
-fn with_image(family_file: &str, image: &str, built: SystemTime) -> Tree {
+/// A generated root with an initramfs generator (`generator`), vfio-bind's integration
+/// for it (`family_file`, installed 5 days ago) and the other families' (as `make install`
+/// puts them all in place), the config (written an hour ago) and an image of the running
+/// kernel built at `built`.
+fn with_image(generator: &str, family_file: &str, image: &str, built: SystemTime) -> Tree {
     let t = tree();
+    for other in [
+        "usr/share/initramfs-tools/hooks/vfio-bind",
+        "usr/lib/dracut/modules.d/90vfio-bind/module-setup.sh",
+        "usr/lib/initcpio/install/vfio-bind",
+    ] {
+        let p = t.path(other);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, "# an integration\n").unwrap();
+        let long_ago = SystemTime::now() - Duration::from_secs(30 * 86400);
+        fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+    }
+    let g = t.path(generator);
+    fs::create_dir_all(g.parent().unwrap()).unwrap();
+    fs::write(&g, "#!/bin/sh\n").unwrap();
     fs::create_dir_all(t.path("proc/sys/kernel")).unwrap();
     fs::write(t.path("proc/sys/kernel/osrelease"), "6.1.0-test-amd64\n").unwrap();
     let hook = t.path(family_file);
@@ -275,6 +375,7 @@ fn with_image(family_file: &str, image: &str, built: SystemTime) -> Tree {
 fn check_and_apply_say_when_the_initramfs_is_older_than_the_config() {
     let hour_ago = SystemTime::now() - Duration::from_secs(7200);
     let t = with_image(
+        "usr/sbin/mkinitramfs",
         "usr/share/initramfs-tools/hooks/vfio-bind",
         "boot/initrd.img-6.1.0-test-amd64",
         hour_ago,
@@ -311,6 +412,7 @@ fn check_and_apply_say_when_the_initramfs_is_older_than_the_config() {
 fn dracut_image_older_than_the_integration_lacks_it() {
     let long_ago = SystemTime::now() - Duration::from_secs(10 * 86400);
     let t = with_image(
+        "usr/bin/dracut",
         "usr/lib/dracut/modules.d/90vfio-bind/module-setup.sh",
         "boot/initramfs-6.1.0-test-amd64.img",
         long_ago,
@@ -327,6 +429,7 @@ fn dracut_image_older_than_the_integration_lacks_it() {
 #[test]
 fn mkinitcpio_hooks_without_vfio_bind_are_named() {
     let t = with_image(
+        "usr/bin/mkinitcpio",
         "usr/lib/initcpio/install/vfio-bind",
         "boot/initramfs-linux.img",
         SystemTime::now(),

@@ -11,7 +11,7 @@ use crate::apply::group::{write_ahead, Before};
 use crate::apply::module::ensure_driver;
 use crate::apply::options::Options;
 use crate::apply::protocol::write_attr;
-use crate::plan::model::{GroupPlan, Plan};
+use crate::plan::model::{GroupPlan, Plan, Refusal};
 use crate::root::Root;
 use crate::state::State;
 
@@ -58,13 +58,8 @@ fn overrides(
         let path = root.device_dir(m.address).join("driver_override");
         if let Err(e) = write_attr(&dev, &path, target.as_str()) {
             for (m, path) in written.iter().rev() {
-                let prev = before
-                    .iter()
-                    .find(|(a, _)| a == m)
-                    .and_then(|(_, r)| r.as_ref())
-                    .and_then(|r| r.previous_override.as_deref())
-                    .unwrap_or("\n");
-                if let Err(re) = write_attr(&m.to_string(), path, prev) {
+                let prev = previous_override(g, before, *m);
+                if let Err(re) = write_attr(&m.to_string(), path, prev.as_deref().unwrap_or("\n")) {
                     log::error!("group {}: restoring the override of {m}: {re}", g.group);
                 }
             }
@@ -85,6 +80,95 @@ fn overrides(
         written.push((m.address, path));
     }
     Ok(())
+}
+
+/// The override `addr` had before vfio-bind: recorded by an earlier run, else as the
+/// snapshot saw it.
+fn previous_override(
+    g: &GroupPlan,
+    before: &Before,
+    addr: crate::pci::PciAddress,
+) -> Option<String> {
+    match before
+        .iter()
+        .find(|(a, _)| *a == addr)
+        .and_then(|(_, r)| r.as_ref())
+    {
+        Some(r) => r.previous_override.as_deref().map(str::to_string),
+        None => g
+            .members
+            .iter()
+            .find(|m| m.address == addr)
+            .and_then(|m| m.driver_override.as_deref().map(str::to_string)),
+    }
+}
+
+/// The initramfs's own guard, in place of the host-use guards (nothing is mounted or up
+/// yet, so they cannot judge): a storage (class 01) or network (class 02) controller that
+/// no entry names but that shares a group with one may hold the root file system (the
+/// root disk's controller, the NIC of an NFS or iSCSI root). Such a group is refused
+/// here and left to the boot-time `apply`, whose guards see the mounts and interfaces.
+pub fn refuse_unnamed_storage_and_network(plan: &mut Plan) {
+    for g in &mut plan.groups {
+        for m in g
+            .members
+            .iter()
+            .filter(|m| m.action.writes() && m.entry.is_none())
+        {
+            let base = m.class.base();
+            if base == 0x01 || base == 0x02 {
+                let what = if base == 0x01 { "storage" } else { "network" };
+                g.refusals.push(Refusal {
+                    member: m.address.to_string(),
+                    reason: format!(
+                        "is a {what} controller no entry names, sharing the group; in the \
+                         initramfs vfio-bind cannot tell whether the root file system needs \
+                         it, so the boot-time apply decides (name it in an entry to claim it \
+                         early)"
+                    ),
+                });
+            }
+        }
+    }
+}
+
+/// Put back the overrides of every group whose target driver did not register (its
+/// module missing from the image, say), and forget their records: the group stays as the
+/// kernel left it, for the boot-time `apply` to bind.
+pub fn undo_unregistered(root: &Root, plan: &Plan, state: &mut State) {
+    for g in plan
+        .groups
+        .iter()
+        .filter(|g| !g.is_refused() && !g.is_bound())
+    {
+        let missing = g
+            .members
+            .iter()
+            .filter(|m| m.action.writes())
+            .filter_map(|m| m.action.target())
+            .find(|d| !root.driver_dir(d.as_str()).is_dir());
+        let Some(driver) = missing else {
+            continue;
+        };
+        log::error!(VFIO_BIND_GROUP = g.group, VFIO_BIND_DRIVER = driver.as_str();
+            "group {}: driver {driver} did not register; putting the group's overrides back", g.group);
+        for m in g.members.iter().filter(|m| m.action.writes()) {
+            let Some(r) = state.get(m.address).cloned() else {
+                continue;
+            };
+            let path = root.device_dir(m.address).join("driver_override");
+            let prev = r.previous_override.as_deref().unwrap_or("\n");
+            match write_attr(&m.address.to_string(), &path, prev) {
+                Ok(()) => {
+                    state.remove(m.address);
+                }
+                Err(e) => log::error!("group {}: {e}", g.group),
+            }
+        }
+        if let Err(e) = state.save(root) {
+            log::error!("group {}: {e}", g.group);
+        }
+    }
 }
 
 /// Load the module of every driver a group not refused is to be bound to. A failure is

@@ -126,7 +126,13 @@ pub fn bind_member(
     }
     wait_driver(root, addr, Some(driver), opts.bind_timeout, true)?;
     let was = m.driver.as_deref().unwrap_or("no driver");
-    log::info!(VFIO_BIND_ADDRESS = dev.as_str(), VFIO_BIND_GROUP = group, VFIO_BIND_DRIVER = driver, VFIO_BIND_ACTION = "bind";
+    // In the initramfs claim, a debug line: the kernel log rate-limits its writer.
+    let level = if opts.early {
+        log::Level::Debug
+    } else {
+        log::Level::Info
+    };
+    log::log!(level, VFIO_BIND_ADDRESS = dev.as_str(), VFIO_BIND_GROUP = group, VFIO_BIND_DRIVER = driver, VFIO_BIND_ACTION = "bind";
         "{dev}: bound to {driver} (was {was})");
     Ok(())
 }

@@ -52,17 +52,19 @@ fn hotplug_line(e: &Entry, helper: &str) -> String {
     // write to a device's `uevent`) carries SYNTH_UUID (0 when none was given;
     // Documentation/ABI/testing/sysfs-uevent), and at boot the unit has claimed already.
     format!(
-        "ACTION==\"add|remove\", SUBSYSTEM==\"pci\", ENV{{SYNTH_UUID}}==\"\", {m}, RUN+=\"{helper} hotplug $kernel\""
+        "ACTION==\"add|remove\", SUBSYSTEM==\"pci\", ENV{{SYNTH_UUID}}==\"\", {m}, RUN+=\"{helper} hotplug --action $env{{ACTION}} $kernel\""
     )
 }
 
-/// The helper the hotplug lines run: this binary, by its absolute path.
+/// The helper the hotplug lines run: this binary, by its absolute path; the installed
+/// path when that cannot be written into a rule (whitespace, quotes, udev's `$`/`%`
+/// substitutions, or a binary replaced while it runs: `... (deleted)`).
 pub fn helper() -> String {
     std::env::current_exe()
         .ok()
         .and_then(|p| p.to_str().map(str::to_string))
-        .filter(|p| !p.contains(['"', '\n', '$', '%']))
-        .unwrap_or_else(|| "/usr/bin/vfio-bind".into())
+        .filter(|p| !p.contains(|c: char| c.is_whitespace() || "\"'$%\\".contains(c)))
+        .unwrap_or_else(|| "/usr/sbin/vfio-bind".into())
 }
 
 fn line(group: u32, o: &NodeOwner) -> String {

@@ -10,7 +10,12 @@
 //! reprobed), group by group, all-or-nothing, and records what it claimed, marked early,
 //! in `/run/vfio-bind/` (`/run` is moved into the real root at switch_root). The guards
 //! that need the real root (mounts, swap, interfaces) have nothing to judge yet; the boot
-//! VGA guard holds. `vfio-bind=off` on the kernel command line skips it all.
+//! VGA guard holds, and a group is refused when a storage or network controller no entry
+//! names shares it (it may carry the root file system; the boot-time `apply` decides). A
+//! group whose target driver does not register gets its overrides back. Per-device lines
+//! are debug messages here: the kernel log keeps at most 10 lines per 5 s from a writer,
+//! so the summary and the errors come first. `vfio-bind=off` on the kernel command line
+//! skips it all.
 
 use super::{log_problems, Context};
 use crate::apply::{self, early, Options};
@@ -66,6 +71,7 @@ pub fn run(ctx: &Context) -> Result<u8, Error> {
         let host = ctx.host()?;
         let mut plan = plan::plan(&config, &host, state)?;
         guard::refuse(&mut plan, &host, &Uses::new());
+        early::refuse_unnamed_storage_and_network(&mut plan);
         Ok(plan)
     };
     let mut state = State::load(&ctx.root)?;
@@ -73,6 +79,7 @@ pub fn run(ctx: &Context) -> Result<u8, Error> {
     log_problems(&first);
     early::write_overrides(&ctx.root, &first, &mut state);
     early::load_drivers(&ctx.root, &first, &opts);
+    early::undo_unregistered(&ctx.root, &first, &mut state);
     // What registering the drivers bound is in place now; the rest takes the protocol.
     let plan = plan_now(&state)?;
     let (released, outcomes) = apply::apply(&ctx.root, &plan, &Owners::new(), &mut state, &opts);

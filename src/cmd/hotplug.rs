@@ -14,13 +14,24 @@ use crate::error::Error;
 use crate::pci::PciAddress;
 use crate::plan::model::Verdict;
 
-/// Handle the add or remove of `address` (`dddd:bb:dd.f`, as udev's `$kernel`). Exit 0
-/// when its group ends bound, when it is no configured device's, or when it was removed;
-/// 1 when its group failed or was refused.
+/// The uevent's action, as udev passes it (`$env{ACTION}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Action {
+    /// The device was added.
+    Add,
+    /// The device is being removed (the kernel sends this before its sysfs directory
+    /// goes, so presence alone cannot tell).
+    Remove,
+}
+
+/// Handle the add or remove of `address` (`dddd:bb:dd.f`, as udev's `$kernel`); without
+/// `action`, a device present in sysfs is taken as added. Exit 0 when its group ends
+/// bound, when it is no configured device's, or when it was removed; 1 when its group
+/// failed or was refused.
 ///
 /// Errors: [`Error::Usage`] (exit 2) for a malformed address; as
 /// [`Context::plan`] otherwise.
-pub fn run(ctx: &Context, address: &str) -> Result<u8, Error> {
+pub fn run(ctx: &Context, address: &str, action: Option<Action>) -> Result<u8, Error> {
     let addr: PciAddress = address.parse().map_err(|_| {
         Error::Usage(format!(
             "{}: not a PCI address (dddd:bb:dd.f)",
@@ -35,7 +46,8 @@ pub fn run(ctx: &Context, address: &str) -> Result<u8, Error> {
         );
         return Ok(0);
     }
-    if !ctx.root.device_dir(addr).exists() {
+    let present = ctx.root.device_dir(addr).exists();
+    if action == Some(Action::Remove) || !present {
         return removed(ctx, addr);
     }
     let Planned {
@@ -83,18 +95,26 @@ pub fn run(ctx: &Context, address: &str) -> Result<u8, Error> {
     }
 }
 
-/// A removed device: forget its record (its group's file is rewritten or removed).
+/// A removed device: forget its record, and those of the members of its group that are
+/// gone from sysfs too (functions no entry names get no event of their own); the group's
+/// file is rewritten or removed. A member still present keeps its record.
 fn removed(ctx: &Context, addr: PciAddress) -> Result<u8, Error> {
     let recorded = crate::state::State::load(&ctx.root)?;
-    if recorded.get(addr).is_none() {
+    let Some(group) = recorded.get(addr).map(|r| r.group) else {
         return Ok(0);
-    }
+    };
     let _lock = ctx.lock("hotplug")?;
     let mut state = crate::state::State::load(&ctx.root)?;
-    if let Some(r) = state.remove(addr) {
-        state.save(&ctx.root)?;
-        log::info!(VFIO_BIND_ADDRESS = addr.to_string().as_str(), VFIO_BIND_GROUP = r.group, VFIO_BIND_ACTION = "forget";
-            "{addr}: removed; forgot its record (IOMMU group {})", r.group);
+    let gone: Vec<PciAddress> = state
+        .group_members(group)
+        .into_iter()
+        .filter(|a| *a == addr || !ctx.root.device_dir(*a).exists())
+        .collect();
+    for a in &gone {
+        state.remove(*a);
+        log::info!(VFIO_BIND_ADDRESS = a.to_string().as_str(), VFIO_BIND_GROUP = group, VFIO_BIND_ACTION = "forget";
+            "{a}: removed; forgot its record (IOMMU group {group})");
     }
+    state.save(&ctx.root)?;
     Ok(0)
 }

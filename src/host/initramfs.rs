@@ -47,18 +47,25 @@ impl Family {
         }
     }
 
-    /// vfio-bind's integration for this family (absolute paths, any one of them).
+    /// vfio-bind's integration for this family (where the generator reads it).
     fn integration(self) -> &'static [&'static str] {
         match self {
             Family::InitramfsTools => &["/usr/share/initramfs-tools/hooks/vfio-bind"],
-            Family::Dracut => &[
-                "/usr/lib/dracut/modules.d/90vfio-bind/module-setup.sh",
-                "/usr/local/lib/dracut/modules.d/90vfio-bind/module-setup.sh",
-            ],
+            Family::Dracut => &["/usr/lib/dracut/modules.d/90vfio-bind/module-setup.sh"],
             Family::Mkinitcpio => &[
                 "/usr/lib/initcpio/install/vfio-bind",
-                "/usr/local/lib/initcpio/install/vfio-bind",
+                "/etc/initcpio/install/vfio-bind",
             ],
+        }
+    }
+
+    /// The generator itself (any one of these): `make install` puts every family's
+    /// integration in place, so only the generator tells which one this host uses.
+    fn generator(self) -> &'static [&'static str] {
+        match self {
+            Family::InitramfsTools => &["/usr/sbin/mkinitramfs", "/sbin/mkinitramfs"],
+            Family::Dracut => &["/usr/bin/dracut", "/usr/sbin/dracut", "/sbin/dracut"],
+            Family::Mkinitcpio => &["/usr/bin/mkinitcpio"],
         }
     }
 }
@@ -109,12 +116,13 @@ impl std::fmt::Display for Stale {
     }
 }
 
-/// The family whose vfio-bind integration is installed under `root` (none: the host
-/// claims from the real root only, and nothing is stale).
+/// The generator this host has (under `root`), when vfio-bind's integration for it is
+/// installed too (none: the host claims from the real root only, nothing is stale).
 pub fn family(root: &Root) -> Option<Family> {
     [Family::InitramfsTools, Family::Dracut, Family::Mkinitcpio]
         .into_iter()
-        .find(|f| integration_file(root, *f).is_some())
+        .find(|f| f.generator().iter().any(|g| root.path(g).is_file()))
+        .filter(|f| integration_file(root, *f).is_some())
 }
 
 fn integration_file(root: &Root, f: Family) -> Option<PathBuf> {

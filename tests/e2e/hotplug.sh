@@ -17,7 +17,7 @@ timeout 120 systemctl is-system-running --wait >/dev/null 2>&1 || true
 e2e_section "before"
 e2e_run rules cat $rules || true
 e2e_check "the boot-time apply wrote the hotplug rule for $dev" \
-    grep -q "ACTION==\"add|remove\", SUBSYSTEM==\"pci\", ENV{SYNTH_UUID}==\"\", KERNEL==\"$dev\", RUN+=\"/usr/sbin/vfio-bind hotplug \$kernel\"" $rules
+    grep -q "ACTION==\"add|remove\", SUBSYSTEM==\"pci\", ENV{SYNTH_UUID}==\"\", KERNEL==\"$dev\", RUN+=\"/usr/sbin/vfio-bind hotplug --action \$env{ACTION} \$kernel\"" $rules
 e2e_check "$dev is absent at boot" test ! -e /sys/bus/pci/devices/$dev
 e2e_check "vfio-bind.service is active (an entry matching nothing is a warning)" systemctl is-active -q vfio-bind.service
 

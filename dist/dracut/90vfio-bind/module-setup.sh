@@ -34,7 +34,10 @@ install() {
         # and dracut-cmdline (which loads rd.driver.pre= modules): neither of dracut's
         # pre-udev and pre-trigger hook services is ordered before all of those.
         inst_simple "$moddir/vfio-bind-initrd.service" "$systemdsystemunitdir/vfio-bind-initrd.service"
-        $SYSTEMCTL -q --root "$initdir" enable vfio-bind-initrd.service
+        # Pulled in by sysinit.target (the unit has no [Install] section of its own).
+        mkdir -p "$initdir$systemdsystemunitdir/sysinit.target.wants"
+        ln_r "$systemdsystemunitdir/vfio-bind-initrd.service" \
+            "$systemdsystemunitdir/sysinit.target.wants/vfio-bind-initrd.service"
     else
         # The shell init (99base/init.sh): the first cmdline hook, before 90kernel-modules'
         # parse-kernel.sh (cmdline 01) loads rd.driver.pre= modules and long before udevd.
