@@ -131,8 +131,10 @@ for mode in claim off plain edited; do
     plain) append="$append e2e.mode=plain" img="$work/initrd-plain.img" ;;
     edited)
         append="$append e2e.mode=edited" config="$here/early-claim-edited.toml"
-        # What doctor looks at in the real root: the hook, and the image of the kernel.
-        files=(--file "$w/usr/share/initramfs-tools/hooks/vfio-bind:/usr/share/initramfs-tools/hooks/vfio-bind"
+        # What doctor looks at in the real root: the generator, vfio-bind's hook, and
+        # the image of the running kernel.
+        files=(--file "$w/usr/sbin/mkinitramfs:/usr/sbin/mkinitramfs"
+            --file "$w/usr/share/initramfs-tools/hooks/vfio-bind:/usr/share/initramfs-tools/hooks/vfio-bind"
             --file "$initrd:/boot/initrd.img-$kver")
         ;;
     esac
