@@ -18,7 +18,8 @@
 #
 #   tests/e2e/dracut.sh BINARY LOGDIR
 #
-# Cache: the chroot (the e2e root filesystem plus dracut) in $VFIO_BIND_VM_CACHE/dracut-<hash>.
+# Cache: the chroot (the e2e root filesystem plus dracut, tests/e2e/chroot.sh) in
+# $VFIO_BIND_VM_CACHE/dracut-<hash>.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -29,37 +30,9 @@ mkdir -p "$logdir"
 log() { echo "dracut: $*" >&2; }
 
 eval "$("$here/setup.sh")"   # kernel=, kver=, image=
-cache="${VFIO_BIND_VM_CACHE:-$HOME/.cache/vfio-bind-vm}"
-rootfs=""
-for r in "$cache"/rootfs-*; do [ -f "$r/.complete" ] && { [ -z "$rootfs" ] || [ "$r" -nt "$rootfs" ]; } && rootfs="$r"; done
-[ -n "$rootfs" ] || { log "no e2e root filesystem in $cache"; exit 1; }
-
 # 1. The chroot: the e2e root filesystem + dracut (cached). dracut needs systemd-sysv
-# (the rootfs has it) and /proc.
-packages="dracut busybox"
-chash="$( { basename "$rootfs"; echo "$packages"; } | sha256sum | cut -c1-12)"
-chroot_dir="$cache/dracut-$chash"
-exec 9>"$cache/dracut.lock"
-flock 9
-if [ ! -f "$chroot_dir/.complete" ]; then
-    log "building the dracut chroot $chroot_dir (about 1 minute)"
-    rm -rf "$chroot_dir" "$chroot_dir.tmp"
-    cp -a "$rootfs" "$chroot_dir.tmp"
-    rm -f "$chroot_dir.tmp/.complete"
-    cp /etc/resolv.conf "$chroot_dir.tmp/etc/resolv.conf"
-    mount -t proc proc "$chroot_dir.tmp/proc"
-    ok=0
-    (chroot "$chroot_dir.tmp" apt-get update -q &&
-        DEBIAN_FRONTEND=noninteractive chroot "$chroot_dir.tmp" \
-            apt-get install -y -q --no-install-recommends $packages) \
-        >"$cache/dracut-$chash.log" 2>&1 && ok=1
-    umount "$chroot_dir.tmp/proc"
-    [ $ok = 1 ] || { tail -n 20 "$cache/dracut-$chash.log" >&2; log "apt-get failed"; exit 1; }
-    rm -rf "$chroot_dir.tmp"/var/cache/apt/archives/*.deb
-    touch "$chroot_dir.tmp/.complete"
-    mv "$chroot_dir.tmp" "$chroot_dir"
-fi
-flock -u 9
+# (the root filesystem has it) and /proc.
+chroot_dir="$("$here/chroot.sh" dracut dracut busybox)"
 
 # 2. This run's chroot (hard links; nothing below writes into an existing file).
 work="$(mktemp -d "${TMPDIR:-/tmp}/vfio-bind-dracut.XXXXXX")"

@@ -19,8 +19,8 @@
 #
 #   tests/e2e/initramfs-tools.sh BINARY LOGDIR
 #
-# Cache: the chroot (the e2e root filesystem plus initramfs-tools) is kept in
-# $VFIO_BIND_VM_CACHE/itools-<hash>; each run works on a hard-linked copy.
+# Cache: the chroot (the e2e root filesystem plus initramfs-tools, tests/e2e/chroot.sh)
+# is kept in $VFIO_BIND_VM_CACHE/itools-<hash>; each run works on a hard-linked copy.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -31,35 +31,8 @@ mkdir -p "$logdir"
 log() { echo "initramfs-tools: $*" >&2; }
 
 eval "$("$here/setup.sh")"   # kernel=, kver=, image=
-cache="${VFIO_BIND_VM_CACHE:-$HOME/.cache/vfio-bind-vm}"
-rootfs="$(ls -d "$cache"/rootfs-* | head -n 1)"
-for r in "$cache"/rootfs-*; do [ -f "$r/.complete" ] && [ "$r" -nt "$rootfs" ] && rootfs="$r"; done
-
 # 1. The chroot: the e2e root filesystem + initramfs-tools (cached).
-packages="initramfs-tools busybox"
-chash="$( { basename "$rootfs"; echo "$packages"; } | sha256sum | cut -c1-12)"
-chroot_dir="$cache/itools-$chash"
-exec 9>"$cache/itools.lock"
-flock 9
-if [ ! -f "$chroot_dir/.complete" ]; then
-    log "building the initramfs-tools chroot $chroot_dir (about 1 minute)"
-    rm -rf "$chroot_dir" "$chroot_dir.tmp"
-    cp -a "$rootfs" "$chroot_dir.tmp"
-    rm -f "$chroot_dir.tmp/.complete"
-    cp /etc/resolv.conf "$chroot_dir.tmp/etc/resolv.conf"
-    mount -t proc proc "$chroot_dir.tmp/proc"
-    ok=0
-    (chroot "$chroot_dir.tmp" apt-get update -q &&
-        DEBIAN_FRONTEND=noninteractive chroot "$chroot_dir.tmp" \
-            apt-get install -y -q --no-install-recommends $packages) \
-        >"$cache/itools-$chash.log" 2>&1 && ok=1
-    umount "$chroot_dir.tmp/proc"
-    [ $ok = 1 ] || { tail -n 20 "$cache/itools-$chash.log" >&2; log "apt-get failed"; exit 1; }
-    rm -rf "$chroot_dir.tmp"/var/cache/apt/archives/*.deb
-    touch "$chroot_dir.tmp/.complete"
-    mv "$chroot_dir.tmp" "$chroot_dir"
-fi
-flock -u 9
+chroot_dir="$("$here/chroot.sh" itools initramfs-tools busybox)"
 
 # 2. This run's chroot: hard links (nothing below writes into an existing file), e1000e and
 # bochs forced into the initramfs, the kernel's modules; one image built before vfio-bind

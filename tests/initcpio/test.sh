@@ -18,10 +18,7 @@ mkdir -p "$logdir"
 log() { echo "initcpio: $*" >&2; }
 
 eval "$("$repo/tests/e2e/setup.sh")"   # kernel=, kver=, image=
-cache="${VFIO_BIND_VM_CACHE:-$HOME/.cache/vfio-bind-vm}"
-rootfs=""
-for r in "$cache"/rootfs-*; do [ -f "$r/.complete" ] && { [ -z "$rootfs" ] || [ "$r" -nt "$rootfs" ]; } && rootfs="$r"; done
-[ -n "$rootfs" ] || { log "no e2e root filesystem in $cache"; exit 1; }
+rootfs="$("$repo/tests/e2e/chroot.sh" base)"   # the e2e root filesystem itself
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/vfio-bind-initcpio.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
