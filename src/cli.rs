@@ -84,8 +84,12 @@ pub enum Command {
     Claim {
         /// Print the config files the claim reads, one per line, and exit 0 when the config
         /// names devices, 1 when it names none (for initramfs hooks).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "modules")]
         files: bool,
+        /// Print the kernel modules of the drivers the config binds to, one per line (for
+        /// initramfs hooks).
+        #[arg(long)]
+        modules: bool,
     },
     /// Claim the IOMMU group of a hot-added device the config names, or forget a removed
     /// one (run by vfio-bind's udev rule).

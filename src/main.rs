@@ -47,8 +47,9 @@ fn dispatch(ctx: &Context, command: Command) -> Result<u8, Error> {
         Command::Check => cmd::check::run(ctx),
         Command::Release { addresses, all } => cmd::release::run(ctx, &addresses, all),
         Command::Doctor { guest_memory } => cmd::doctor::run(ctx, guest_memory),
-        Command::Claim { files: true } => cmd::claim::files(ctx),
-        Command::Claim { files: false } => cmd::claim::run(ctx),
+        Command::Claim { files: true, .. } => cmd::claim::files(ctx),
+        Command::Claim { modules: true, .. } => cmd::claim::modules(ctx),
+        Command::Claim { .. } => cmd::claim::run(ctx),
         Command::Hotplug { address, action } => cmd::hotplug::run(ctx, &address, action),
         Command::Completions { shell } => {
             print!("{}", cli::completions(shell));
@@ -116,7 +117,10 @@ fn main() -> ExitCode {
         cli.command,
         Command::Apply { dry_run: false }
             | Command::Release { .. }
-            | Command::Claim { files: false }
+            | Command::Claim {
+                files: false,
+                modules: false
+            }
             | Command::Hotplug { .. }
     );
     if writes {

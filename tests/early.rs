@@ -455,3 +455,18 @@ fn mkinitcpio_hooks_without_vfio_bind_are_named() {
     .unwrap();
     assert!(!stderr(&t.run(&["check"])).contains("HOOKS"));
 }
+
+#[test]
+fn claim_modules_lists_the_drivers_the_hooks_add() {
+    let t = tree();
+    t.dropin(
+        "50-variant.toml",
+        &format!("[[device]]\naddress = \"{OTHER}\"\ndriver = \"mlx5_vfio_pci\"\n"),
+    );
+    let o = t.run(&["claim", "--modules"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // The variant driver, and vfio-pci for the members it does not take.
+    assert_eq!(stdout(&o), "mlx5_vfio_pci\nvfio-pci\n");
+    t.config("[[device]]\nadress = \"01:00.0\"\n");
+    assert_eq!(t.run(&["claim", "--modules"]).status.code(), Some(2));
+}

@@ -40,6 +40,29 @@ pub fn files(ctx: &Context) -> Result<u8, Error> {
     Ok(u8::from(config.entries.is_empty()))
 }
 
+/// `vfio-bind claim --modules`: print the kernel modules of the drivers the config binds
+/// to (each entry's driver, and `vfio-pci` for the members a variant driver does not
+/// take), one per line, sorted; what an initramfs hook adds to the image besides
+/// `vfio_iommu_type1`. A driver's module has its name (`vfio-pci`, `pci-stub`,
+/// `mlx5_vfio_pci`; modprobe treats `-` and `_` alike). Exit 0.
+///
+/// Errors: [`Error::Config`] (exit 2).
+pub fn modules(ctx: &Context) -> Result<u8, Error> {
+    let config = config::load(&ctx.config)?;
+    let mut names: Vec<String> = config
+        .entries
+        .iter()
+        .flat_map(|e| [e.driver.clone(), e.driver.for_companions()])
+        .map(|d| d.to_string())
+        .collect();
+    names.sort();
+    names.dedup();
+    for n in names {
+        println!("{n}");
+    }
+    Ok(0)
+}
+
 /// Claim the configured groups as described in the module documentation. Exit 0 when
 /// every group ends bound (or the command line says `vfio-bind=off`), 1 when a group
 /// failed or was refused.

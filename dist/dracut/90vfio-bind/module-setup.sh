@@ -17,10 +17,12 @@ depends() {
     return 0
 }
 
-# vfio-pci and the type1 IOMMU backend, even in hostonly mode (which keeps only the
-# modules some present device uses: no device uses vfio-pci before it is claimed).
+# The type1 IOMMU backend and the modules of the drivers the config binds to (vfio-pci,
+# pci-stub, a vfio variant driver), even in hostonly mode (which keeps only the modules
+# some present device uses: no device uses vfio-pci before it is claimed).
 installkernel() {
-    hostonly='' instmods vfio-pci vfio_iommu_type1
+    # shellcheck disable=SC2046
+    hostonly='' instmods vfio_iommu_type1 $("$VFIO_BIND" -q claim --modules 2> /dev/null)
 }
 
 install() {
