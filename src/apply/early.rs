@@ -7,7 +7,7 @@
 //! holds are then unbound and reprobed by [`crate::apply::apply`] as usual.
 
 use crate::apply::error::ApplyError;
-use crate::apply::group::{write_ahead, Before};
+use crate::apply::group::{restore_records, write_ahead, Before};
 use crate::apply::module::ensure_driver;
 use crate::apply::options::Options;
 use crate::apply::protocol::write_attr;
@@ -57,20 +57,14 @@ fn overrides(
         let dev = m.address.to_string();
         let path = root.device_dir(m.address).join("driver_override");
         if let Err(e) = write_attr(&dev, &path, target.as_str()) {
+            // The write-ahead records hold each member's override before vfio-bind.
             for (m, path) in written.iter().rev() {
-                let prev = previous_override(g, before, *m);
-                if let Err(re) = write_attr(&m.to_string(), path, prev.as_deref().unwrap_or("\n")) {
+                let prev = state.get(*m).and_then(|r| r.previous_override.as_deref());
+                if let Err(re) = write_attr(&m.to_string(), path, prev.unwrap_or("\n")) {
                     log::error!("group {}: restoring the override of {m}: {re}", g.group);
                 }
             }
-            for (addr, r) in before {
-                match r {
-                    Some(r) => state.insert(*addr, r.clone()),
-                    None => {
-                        state.remove(*addr);
-                    }
-                }
-            }
+            restore_records(state, before);
             if let Err(se) = state.save(root) {
                 log::error!("group {}: {se}", g.group);
             }
@@ -80,27 +74,6 @@ fn overrides(
         written.push((m.address, path));
     }
     Ok(())
-}
-
-/// The override `addr` had before vfio-bind: recorded by an earlier run, else as the
-/// snapshot saw it.
-fn previous_override(
-    g: &GroupPlan,
-    before: &Before,
-    addr: crate::pci::PciAddress,
-) -> Option<String> {
-    match before
-        .iter()
-        .find(|(a, _)| *a == addr)
-        .and_then(|(_, r)| r.as_ref())
-    {
-        Some(r) => r.previous_override.as_deref().map(str::to_string),
-        None => g
-            .members
-            .iter()
-            .find(|m| m.address == addr)
-            .and_then(|m| m.driver_override.as_deref().map(str::to_string)),
-    }
 }
 
 /// The initramfs's own guard, in place of the host-use guards (nothing is mounted or up

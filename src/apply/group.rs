@@ -107,16 +107,22 @@ pub fn write_ahead(
         state.insert(m.address, record);
     }
     state.save(root).map_err(|e| {
-        for (addr, r) in before {
-            match r {
-                Some(r) => state.insert(*addr, r.clone()),
-                None => {
-                    state.remove(*addr);
-                }
-            }
-        }
+        restore_records(state, before);
         e.into()
     })
+}
+
+/// Put `state`'s records of the devices in `before` back as they were (forget the ones
+/// that had none).
+pub fn restore_records(state: &mut State, before: &Before) {
+    for (addr, r) in before {
+        match r {
+            Some(r) => state.insert(*addr, r.clone()),
+            None => {
+                state.remove(*addr);
+            }
+        }
+    }
 }
 
 /// The records of a group's members about to be written or recorded by an earlier run,
