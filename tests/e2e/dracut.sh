@@ -22,37 +22,16 @@
 # $VFIO_BIND_VM_CACHE/dracut-<hash>.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-repo="$(cd "$here/../.." && pwd)"
-[ $# -eq 2 ] || { echo "usage: $0 BINARY LOGDIR" >&2; exit 2; }
-binary="$(realpath "$1")"
-logdir="$(realpath -m "$2")"
-mkdir -p "$logdir"
-log() { echo "dracut: $*" >&2; }
-
-eval "$("$here/setup.sh")"   # kernel=, kver=, image=
+. "$here/initramfs-lib.sh"
+ir_init dracut "$@"
 # 1. The chroot: the e2e root filesystem + dracut (cached). dracut needs systemd-sysv
 # (the root filesystem has it) and /proc.
 chroot_dir="$("$here/chroot.sh" dracut dracut busybox)"
 
-# 2. This run's chroot (hard links; nothing below writes into an existing file).
-work="$(mktemp -d "${TMPDIR:-/tmp}/vfio-bind-dracut.XXXXXX")"
-trap 'umount "$work/root/proc" 2>/dev/null || true; rm -rf "$work"' EXIT
-w="$work/root"
-cp -al "$chroot_dir" "$w"
-make -C "$repo" -s install DESTDIR="$w" PREFIX=/usr SYSTEMDUNITDIR=/usr/lib/systemd/system \
-    VFIO_BIND_BIN="$binary" COMPDIR="$work/completions" PKG_CONFIG=false >/dev/null
-rm -f "$w/etc/vfio-bind.toml"
-cp "$here/early-claim.toml" "$w/etc/vfio-bind.toml"
-mkdir -p "$w/lib/modules" "$w/boot"
-rm -rf "${w:?}/lib/modules/$kver"
-cp -al "$kernel/lib/modules/$kver" "$w/lib/modules/$kver"
-cp "$kernel/boot/config-$kver" "$w/boot/"
+# 2. This run's chroot (hard links), vfio-bind installed.
+ir_workroot "$chroot_dir"
+ir_install "$here/early-claim.toml"
 mount -t proc proc "$w/proc"
-fail=0
-check() { # DESCRIPTION CMD...
-    local d="$1"; shift
-    if "$@"; then echo "ok - $d"; else echo "FAIL - $d"; fail=1; fi
-}
 for flavour in systemd shell; do
     omit=()
     [ $flavour = shell ] && omit=(--omit "systemd systemd-initrd systemd-networkd dracut-systemd")

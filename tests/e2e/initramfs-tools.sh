@@ -23,35 +23,20 @@
 # is kept in $VFIO_BIND_VM_CACHE/itools-<hash>; each run works on a hard-linked copy.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-repo="$(cd "$here/../.." && pwd)"
-[ $# -eq 2 ] || { echo "usage: $0 BINARY LOGDIR" >&2; exit 2; }
-binary="$(realpath "$1")"
-logdir="$(realpath -m "$2")"
-mkdir -p "$logdir"
-log() { echo "initramfs-tools: $*" >&2; }
-
-eval "$("$here/setup.sh")"   # kernel=, kver=, image=
+. "$here/initramfs-lib.sh"
+ir_init initramfs-tools "$@"
 # 1. The chroot: the e2e root filesystem + initramfs-tools (cached).
 chroot_dir="$("$here/chroot.sh" itools initramfs-tools busybox)"
 
 # 2. This run's chroot: hard links (nothing below writes into an existing file), e1000e and
 # bochs forced into the initramfs, the kernel's modules; one image built before vfio-bind
 # is installed, one after.
-work="$(mktemp -d "${TMPDIR:-/tmp}/vfio-bind-itools.XXXXXX")"
-trap 'umount "$work/root/proc" 2>/dev/null || true; rm -rf "$work"' EXIT
-w="$work/root"
-cp -al "$chroot_dir" "$w"
+ir_workroot "$chroot_dir"
 rm -f "$w/etc/initramfs-tools/modules"
 printf '# host drivers in the initramfs, loaded at load_modules (early KMS: bochs)\ne1000e\nbochs\n' \
     >"$w/etc/initramfs-tools/modules"
 mkdir -p "$w/etc/initramfs-tools/conf.d"
 echo "COMPRESS=gzip" >"$w/etc/initramfs-tools/conf.d/compress"
-mkdir -p "$w/lib/modules"
-rm -rf "${w:?}/lib/modules/$kver"
-cp -al "$kernel/lib/modules/$kver" "$w/lib/modules/$kver"
-# mkinitramfs reads the kernel's config (which compressions it can unpack).
-mkdir -p "$w/boot"
-cp "$kernel/boot/config-$kver" "$w/boot/"
 mount -t proc proc "$w/proc"
 build() { # NAME: /boot/initrd.img-$kver -> $work/initrd-NAME.img
     log "mkinitramfs $kver ($1; about 30 s)"
@@ -62,20 +47,12 @@ build() { # NAME: /boot/initrd.img-$kver -> $work/initrd-NAME.img
     mv "$w/boot/initrd.img-$kver" "$work/initrd-$1.img"
 }
 build plain
-make -C "$repo" -s install DESTDIR="$w" PREFIX=/usr VFIO_BIND_BIN="$binary" \
-    COMPDIR="$work/completions" PKG_CONFIG=false >/dev/null
-rm -f "$w/etc/vfio-bind.toml"
-cp "$here/early-claim.toml" "$w/etc/vfio-bind.toml"
+ir_install "$here/early-claim.toml"
 build vfio
 umount "$w/proc"
 initrd="$work/initrd-vfio.img"
 
 # 3. The image's content.
-fail=0
-check() { # DESCRIPTION CMD...
-    local d="$1"; shift
-    if "$@"; then echo "ok - $d"; else echo "FAIL - $d"; fail=1; fi
-}
 mkdir -p "$work/unpacked"
 (cd "$work/unpacked" && zcat "$initrd" | cpio -id --quiet 2>/dev/null) ||
     { log "cannot unpack $initrd"; exit 1; }

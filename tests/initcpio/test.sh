@@ -11,26 +11,11 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-[ $# -eq 2 ] || { echo "usage: $0 BINARY LOGDIR" >&2; exit 2; }
-binary="$(realpath "$1")"
-logdir="$(realpath -m "$2")"
-mkdir -p "$logdir"
-log() { echo "initcpio: $*" >&2; }
-
-eval "$("$repo/tests/e2e/setup.sh")"   # kernel=, kver=, image=
-rootfs="$("$repo/tests/e2e/chroot.sh" base)"   # the e2e root filesystem itself
-
-work="$(mktemp -d "${TMPDIR:-/tmp}/vfio-bind-initcpio.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
-w="$work/root"
-cp -al "$rootfs" "$w"
-make -C "$repo" -s install DESTDIR="$w" PREFIX=/usr VFIO_BIND_BIN="$binary" \
-    COMPDIR="$work/completions" PKG_CONFIG=false >/dev/null
-rm -f "$w/etc/vfio-bind.toml"
-printf '[[device]]\naddress = "0000:02:00.0"\n' >"$w/etc/vfio-bind.toml"
-mkdir -p "$w/lib/modules"
-rm -rf "${w:?}/lib/modules/$kver"
-cp -al "$kernel/lib/modules/$kver" "$w/lib/modules/$kver"
+. "$repo/tests/e2e/initramfs-lib.sh"
+ir_init initcpio "$@"
+# The e2e root filesystem itself, vfio-bind installed into a hard-linked copy.
+ir_workroot "$("$repo/tests/e2e/chroot.sh" base)"
+ir_install "$here/vfio-bind.toml"
 mkdir -p "$w/standin"
 cp "$here/functions.sh" "$w/standin/functions.sh"
 
@@ -58,11 +43,6 @@ BUILD
 chroot "$w" bash /standin/build.sh "$kver" >"$logdir/build.log" 2>&1 ||
     { cat "$logdir/build.log" >&2; log "the stand-in build failed"; exit 1; }
 
-fail=0
-check() { # DESCRIPTION CMD...
-    local d="$1"; shift
-    if "$@"; then echo "ok - $d"; else echo "FAIL - $d"; fail=1; fi
-}
 b="$w/tmp/br-busybox" s="$w/tmp/br-systemd" e="$w/tmp/br-empty"
 {
     check "busybox build: no error, no warning" grep -qx 'errors=0 warnings=0' "$b.result"

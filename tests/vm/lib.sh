@@ -13,6 +13,10 @@
 #   finish                      prints "VM-CHECKS passed=P failed=F"; exit 1 if F > 0
 #   state_files                 every state file of vfio-bind (one per group), in group order
 #   state_addrs                 the PCI addresses recorded there, sorted, on one line
+#   apply_signalled SIG BDF     `vfio-bind apply` of three groups (the xhci's by its ID,
+#                               the bridge's, the lone e1000e), its stderr in /tmp/log,
+#                               sent SIG as soon as BDF is logged bound; returns its exit
+#                               status
 
 # The fixed guest topology (see run-guest.sh).
 VGA=0000:00:01.0      # std VGA, boot_vga=1
@@ -123,3 +127,25 @@ unchanged() {
 state_files() { for f in $(ls /run/vfio-bind/groups/ 2>/dev/null | sort -n); do cat "/run/vfio-bind/groups/$f"; done; }
 # The recorded PCI addresses, sorted, on one line.
 state_addrs() { state_files | grep -o '"0000:[^"]*"' | sort | tr '\n' ' '; }
+
+apply_signalled() {
+    cat >/etc/vfio-bind.toml <<TOML
+[[device]]
+id = "1b36:000d"
+
+[[device]]
+address = "04:01.0"
+
+[[device]]
+address = "02:00.0"
+TOML
+    vfio-bind apply 2>/tmp/log &
+    _pid=$!
+    _i=0
+    while ! grep -q "$2: bound to vfio-pci" /tmp/log 2>/dev/null; do
+        _i=$((_i + 1))
+        [ $_i -lt 200000 ] || break
+    done
+    kill -"$1" $_pid
+    wait $_pid
+}

@@ -3,26 +3,8 @@
 . /lib/vm-lib.sh
 
 snapshot_drivers /tmp/before
-cat >/etc/vfio-bind.toml <<TOML
-[[device]]
-id = "1b36:000d"
-
-[[device]]
-address = "04:01.0"
-
-[[device]]
-address = "02:00.0"
-TOML
-vfio-bind apply 2>/tmp/log &
-pid=$!
 # Kill as soon as the first group is done (its last member logged as bound).
-i=0
-while ! grep -q "$E_SIB: bound to vfio-pci" /tmp/log 2>/dev/null; do
-    i=$((i + 1))
-    [ $i -lt 200000 ] || break
-done
-kill -9 $pid
-wait $pid
+apply_signalled 9 $E_SIB
 echo "# killed apply (exit $?); its log:"
 cat /tmp/log
 echo "# drivers at the kill: xhci $(drv $XHCI) e1 $(drv $E1) e2 $(drv $E2) lone $(drv $E_LONE)"

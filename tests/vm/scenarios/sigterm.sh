@@ -5,25 +5,7 @@
 . /lib/vm-lib.sh
 
 snapshot_drivers /tmp/before
-cat >/etc/vfio-bind.toml <<TOML
-[[device]]
-id = "1b36:000d"
-
-[[device]]
-address = "04:01.0"
-
-[[device]]
-address = "02:00.0"
-TOML
-vfio-bind apply 2>/tmp/log &
-pid=$!
-i=0
-while ! grep -q "$XHCI: bound to vfio-pci" /tmp/log 2>/dev/null; do
-    i=$((i + 1))
-    [ $i -lt 200000 ] || break
-done
-kill -TERM $pid
-wait $pid
+apply_signalled TERM $XHCI
 rc=$?
 cat /tmp/log
 expect_eq "apply stopped by SIGTERM exits 1" $rc 1
