@@ -35,6 +35,11 @@ pub struct Cli {
     #[arg(long, value_name = "MS", default_value_t = 5_000, global = true)]
     pub node_timeout: u64,
 
+    /// How long `attach` waits for processes holding the devices' nodes (DRM, sound,
+    /// framebuffer) to close them, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 5_000, global = true)]
+    pub hold_timeout: u64,
+
     /// Less output (warnings and errors only).
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
@@ -101,6 +106,49 @@ pub enum Command {
         /// sysfs is taken as added, an absent one as removed.
         #[arg(long, value_enum)]
         action: Option<vfio_bind::cmd::hotplug::Action>,
+    },
+    /// Bind a VM's IOMMU groups (its [[vm]] profile) for one run, with the console
+    /// handover when the profile asks for it; all or nothing.
+    Attach {
+        /// The libvirt domain name of the [[vm]] profile.
+        #[arg(value_name = "VM")]
+        vm: String,
+        /// The domain XML whose PCI <hostdev>s are the VM's devices when its profile
+        /// lists no `devices` (`virsh dumpxml VM > FILE`; `-` reads stdin).
+        #[arg(long, value_name = "FILE")]
+        xml: Option<PathBuf>,
+    },
+    /// Give a VM's groups back to the drivers they had and undo its console handover.
+    Detach {
+        /// The libvirt domain name.
+        #[arg(value_name = "VM")]
+        vm: String,
+    },
+    /// Print libvirt <hostdev> elements or QEMU -device arguments for configured groups.
+    Emit {
+        /// libvirt or qemu.
+        #[arg(value_enum)]
+        format: vfio_bind::cmd::emit::Format,
+        /// [[vm]] profile names or PCI addresses; none: everything configured.
+        #[arg(value_name = "VM|ADDR")]
+        targets: Vec<String>,
+    },
+    /// The libvirt QEMU hook (installed as /etc/libvirt/hooks/qemu.d/vfio-bind): reads
+    /// the domain XML on stdin; `prepare begin` attaches, `release end` detaches.
+    #[command(hide = true)]
+    Hook {
+        /// The domain name.
+        #[arg(value_name = "VM")]
+        vm: String,
+        /// The operation (prepare, start, started, stopped, release, migrate, ...).
+        #[arg(value_name = "OP")]
+        op: String,
+        /// The sub-operation (begin, end, -).
+        #[arg(value_name = "SUBOP")]
+        subop: String,
+        /// The extra argument(s) (`-`, or a shutoff reason since libvirt 10.5).
+        #[arg(value_name = "EXTRA", allow_hyphen_values = true, num_args = 0..)]
+        extra: Vec<String>,
     },
     /// Give devices bound by vfio-bind back to the drivers they had.
     Release {

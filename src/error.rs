@@ -30,6 +30,10 @@ pub enum Error {
     /// A bad command-line argument found after parsing (exit 2).
     #[error("{0}")]
     Usage(String),
+    /// A runtime failure already logged in full, summed up in one line (exit 1): a VM's
+    /// attach that was refused or rolled back.
+    #[error("{0}")]
+    Failed(String),
     /// No IOMMU groups: VFIO cannot work on this host (exit 1).
     #[error(
         "no IOMMU groups in {path}: the IOMMU is off, so no device can be passed through.\n\
@@ -48,7 +52,11 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Config(_) | Error::Plan(_) | Error::Usage(_) => 2,
-            Error::Host(_) | Error::NoIommu { .. } | Error::State(_) | Error::Lock(_) => 1,
+            Error::Host(_)
+            | Error::NoIommu { .. }
+            | Error::State(_)
+            | Error::Lock(_)
+            | Error::Failed(_) => 1,
         }
     }
 }

@@ -33,3 +33,4 @@ pub mod root;
 pub mod state;
 pub mod text;
 pub mod users;
+pub mod vm;

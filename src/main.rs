@@ -31,6 +31,8 @@ fn context(cli: &Cli) -> Context {
             bind_timeout: Duration::from_millis(cli.bind_timeout),
             node_timeout: Duration::from_millis(cli.node_timeout),
             early: false,
+            vm: None,
+            hold_timeout: Duration::from_millis(cli.hold_timeout),
         },
         lock_timeout: Duration::from_millis(cli.lock_timeout),
     }
@@ -51,11 +53,49 @@ fn dispatch(ctx: &Context, command: Command) -> Result<u8, Error> {
         Command::Claim { modules: true, .. } => cmd::claim::modules(ctx),
         Command::Claim { .. } => cmd::claim::run(ctx),
         Command::Hotplug { address, action } => cmd::hotplug::run(ctx, &address, action),
+        Command::Attach { vm, xml } => attach(ctx, &vm, xml.as_deref()),
+        Command::Detach { vm } => cmd::attach::detach(ctx, &vm),
+        Command::Emit { format, targets } => cmd::emit::run(ctx, format, &targets),
+        Command::Hook {
+            vm,
+            op,
+            subop,
+            extra,
+        } => Ok(cmd::hook::run(ctx, &vm, &op, &subop, &extra)),
         Command::Completions { shell } => {
             print!("{}", cli::completions(shell));
             Ok(0)
         }
     }
+}
+
+/// `attach VM [--xml FILE]`: the XML read here (`-`: stdin), then the command.
+fn attach(ctx: &Context, vm: &str, xml: Option<&std::path::Path>) -> Result<u8, Error> {
+    let text = match xml {
+        None => None,
+        Some(p) if p == std::path::Path::new("-") => {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                .map_err(|e| Error::Usage(format!("cannot read the domain XML from stdin: {e}")))?;
+            Some(("<stdin>".into(), s))
+        }
+        Some(p) => Some((
+            p.to_path_buf(),
+            std::fs::read_to_string(p).map_err(|e| {
+                Error::Usage(format!(
+                    "cannot read {}: {e}",
+                    vfio_bind::text::escape(&p.display().to_string())
+                ))
+            })?,
+        )),
+    };
+    let domain = text
+        .as_ref()
+        .map(|(file, text): &(PathBuf, String)| cmd::attach::DomainXml {
+            file: file.as_path(),
+            text: text.as_str(),
+        });
+    cmd::attach::attach(ctx, vm, domain)
 }
 
 /// Report a fatal error: the message, then each cause on a line of its own, and the
@@ -109,7 +149,15 @@ fn main() -> ExitCode {
     // The hotplug helper on the real host (run by udev) logs to the journal; under --root
     // (tests) it never does.
     let hotplug = matches!(cli.command, Command::Hotplug { .. }) && cli.root.is_none();
-    vfio_bind::report::init_logging(verbosity, hotplug);
+    let sink = match cli.command {
+        // libvirt shows a hook's stderr only when it fails, as the reason: the hook logs
+        // to the journal (nowhere under --root) and prints that one line itself.
+        Command::Hook { .. } if cli.root.is_none() => vfio_bind::report::Sink::Journal,
+        Command::Hook { .. } => vfio_bind::report::Sink::Nowhere,
+        _ if hotplug => vfio_bind::report::Sink::JournalUnlessTty,
+        _ => vfio_bind::report::Sink::Default,
+    };
+    vfio_bind::report::init_logging(verbosity, sink);
     let ctx = context(&cli);
     // Runs that write must never die half-way through a group: signals become a flag
     // they check (and SIGPIPE is ignored); the others die quietly on a closed pipe.
@@ -122,6 +170,9 @@ fn main() -> ExitCode {
                 modules: false
             }
             | Command::Hotplug { .. }
+            | Command::Attach { .. }
+            | Command::Detach { .. }
+            | Command::Hook { .. }
     );
     if writes {
         if let Err(e) = vfio_bind::interrupt::install() {

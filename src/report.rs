@@ -73,19 +73,29 @@ impl Log for StderrLog {
 /// `VFIO_BIND_ADDRESS`, `VFIO_BIND_GROUP`, `VFIO_BIND_ACTION`, `VFIO_BIND_DRIVER`;
 /// otherwise plain lines on stderr. With `journal_unless_tty` (the hotplug helper, whose
 /// stderr udev keeps only at debug level), the journal whenever its socket exists and
-/// stderr is not a terminal. `verbosity`: -1 quiet (warnings and errors), 0 normal, 1 or
-/// more debug.
-pub fn init_logging(verbosity: i8, journal_unless_tty: bool) {
+/// stderr is not a terminal (`sink` [`Sink::JournalUnlessTty`]). The libvirt hook
+/// ([`Sink::Journal`]) logs to the journal whenever its socket exists, else nowhere.
+/// `verbosity`: -1 quiet (warnings and errors), 0 normal, 1 or more debug.
+pub fn init_logging(verbosity: i8, sink: Sink) {
     let level = match verbosity {
         i8::MIN..=-1 => LevelFilter::Warn,
         0 => LevelFilter::Info,
         _ => LevelFilter::Debug,
     };
     use std::io::IsTerminal;
-    let wanted = systemd_journal_logger::connected_to_journal()
-        || (journal_unless_tty
-            && !std::io::stderr().is_terminal()
-            && std::path::Path::new("/run/systemd/journal/socket").exists());
+    let socket = std::path::Path::new("/run/systemd/journal/socket").exists();
+    let wanted = match sink {
+        Sink::Nowhere => return,
+        Sink::Journal => socket,
+        Sink::JournalUnlessTty => {
+            systemd_journal_logger::connected_to_journal()
+                || (!std::io::stderr().is_terminal() && socket)
+        }
+        Sink::Default => systemd_journal_logger::connected_to_journal(),
+    };
+    if sink == Sink::Journal && !wanted {
+        return;
+    }
     let journal = wanted
         .then(systemd_journal_logger::JournalLog::new)
         .and_then(Result::ok);
@@ -98,6 +108,20 @@ pub fn init_logging(verbosity: i8, journal_unless_tty: bool) {
     if installed.is_ok() {
         log::set_max_level(level);
     }
+}
+
+/// Where log records go ([`init_logging`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sink {
+    /// The journal under a unit (`JOURNAL_STREAM`), stderr otherwise.
+    Default,
+    /// Also the journal when stderr is not a terminal and the journal's socket exists
+    /// (udev's RUN programs).
+    JournalUnlessTty,
+    /// The journal when its socket exists, else nowhere (the libvirt hook).
+    Journal,
+    /// Nowhere.
+    Nowhere,
 }
 
 /// Send `STATUS=<line>` to the service manager (shown by `systemctl status`). A no-op

@@ -21,7 +21,13 @@
 //! group = 7
 //! previous_driver = "xhci_hcd"
 //! early = true                    # claimed in the initramfs (absent: false)
+//! vm = "win11"                    # attached for this libvirt domain (absent: the config's)
 //! ```
+//!
+//! A device recorded with a `vm` belongs to that VM's `attach` until its `detach`: the
+//! boot-time `apply` neither releases nor re-plans it, and `release` leaves it to
+//! `detach`. The console handover steps of a VM are recorded beside the groups, in
+//! `/run/vfio-bind/vms/` ([`crate::vm::record`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -105,6 +111,10 @@ pub struct Record {
     /// ignore it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub early: bool,
+    /// The libvirt domain whose `attach` bound it (absent: the config's `[[device]]`
+    /// entries did). Older binaries of version 2 ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm: Option<String>,
 }
 
 /// A file as written; `version` is absent in files written before it existed.
@@ -253,6 +263,9 @@ impl State {
             if let Some(bad) = names.into_iter().flatten().find(|n| !driver::valid_name(n)) {
                 return Err(corrupt(format!("{a}: bad driver name \"{}\"", escape(bad))));
             }
+            if let Some(vm) = r.vm.as_deref().filter(|v| !crate::vm::name::valid(v)) {
+                return Err(corrupt(format!("{a}: bad VM name \"{}\"", escape(vm))));
+            }
             if group.is_some_and(|g| g != r.group) {
                 return Err(corrupt(format!("{a}: recorded in group {}", r.group)));
             }
@@ -393,6 +406,7 @@ mod tests {
                 previous_driver: Some("e1000e".into()),
                 previous_override: None,
                 early: false,
+                vm: None,
             },
         );
         s.save(&root).unwrap();

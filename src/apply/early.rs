@@ -31,7 +31,11 @@ pub fn write_overrides(root: &Root, plan: &Plan, state: &mut State) {
             .filter(|m| m.action.writes())
             .map(|m| (m.address, state.get(m.address).cloned()))
             .collect();
-        if let Err(e) = write_ahead(root, g, &before, state, true) {
+        let early = Options {
+            early: true,
+            ..Options::default()
+        };
+        if let Err(e) = write_ahead(root, g, &before, state, &early) {
             log::error!(VFIO_BIND_GROUP = g.group; "group {}: {e}", g.group);
             continue;
         }

@@ -80,13 +80,14 @@ fn load_drivers(root: &Root, g: &GroupPlan, opts: &Options) -> Result<(), ApplyE
 /// first write; a crash mid-group then leaves a record `release` can undo. A member an
 /// earlier run recorded keeps its recorded previous driver and override. When the record
 /// cannot be saved, `state` is left as it was (nothing was written to sysfs yet). New
-/// records are marked `early` in the initramfs claim.
+/// records are marked `early` in the initramfs claim, and name the VM of an attach
+/// (`opts.vm`).
 pub fn write_ahead(
     root: &Root,
     g: &GroupPlan,
     before: &Before,
     state: &mut State,
-    early: bool,
+    opts: &Options,
 ) -> Result<(), ApplyError> {
     for m in g.members.iter().filter(|m| m.action.writes()) {
         let target = m.action.target().expect("writes have a target").clone();
@@ -101,7 +102,8 @@ pub fn write_ahead(
                 group: g.group,
                 previous_driver: m.driver.clone(),
                 previous_override: m.driver_override.clone(),
-                early,
+                early: opts.early,
+                vm: opts.vm.as_deref().map(str::to_string),
             },
         };
         state.insert(m.address, record);
@@ -266,7 +268,7 @@ pub fn apply_group(
         .map(|m| (m.address, state.get(m.address).cloned()))
         .collect();
     if !g.is_bound() {
-        if let Err(e) = write_ahead(root, g, &before, state, opts.early) {
+        if let Err(e) = write_ahead(root, g, &before, state, opts) {
             log::error!(VFIO_BIND_GROUP = g.group, VFIO_BIND_ACTION = "fail"; "group {}: {e}", g.group);
             out.result = Err(e);
             return out;

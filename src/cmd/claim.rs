@@ -88,7 +88,7 @@ pub fn run(ctx: &Context) -> Result<u8, Error> {
     let _lock = ctx.lock("claim")?;
     let opts = Options {
         early: true,
-        ..ctx.options
+        ..ctx.options.clone()
     };
     let plan_now = |state: &State| -> Result<plan::Plan, Error> {
         let host = ctx.host()?;

@@ -17,9 +17,12 @@ use crate::state::State;
 use crate::users::Users;
 
 pub mod apply;
+pub mod attach;
 pub mod check;
 pub mod claim;
 pub mod doctor;
+pub mod emit;
+pub mod hook;
 pub mod hotplug;
 pub mod list;
 pub mod release;
@@ -119,6 +122,14 @@ impl Context {
     pub fn plan(&self, lock: Option<&str>) -> Result<Planned, Error> {
         let config = config::load(&self.config)?;
         owner::check_config(&self.users(), &config)?;
+        self.plan_config(config, lock)
+    }
+
+    /// [`Context::plan`] for a config already loaded and checked (a VM's, built by
+    /// [`crate::vm::profile::config`]).
+    ///
+    /// Errors: as [`Context::plan`], but for the config's own.
+    pub fn plan_config(&self, config: Config, lock: Option<&str>) -> Result<Planned, Error> {
         // When taking the lock would create it, validate first: a conflict found by
         // planning (exit 2) leaves nothing behind. The inputs read for it are used on when
         // this run created the lock and took it at once: no vfio-bind run can have written

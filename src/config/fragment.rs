@@ -26,6 +26,36 @@ pub struct Fragment {
     pub mode: Option<u32>,
     /// The `[[device]]` entries, in file order.
     pub devices: Vec<DeviceFragment>,
+    /// The `[[vm]]` profiles, in file order.
+    pub vms: Vec<VmFragment>,
+}
+
+/// One `[[vm]]` profile of a file, its defaults not applied yet.
+#[derive(Debug)]
+pub struct VmFragment {
+    /// Where the profile's table starts.
+    pub origin: Origin,
+    /// `name`: the libvirt domain name.
+    pub name: String,
+    /// Where `name` is written.
+    pub name_origin: Origin,
+    /// `devices`: each selector with where it is written; `None` when absent (the
+    /// domain XML's PCI `<hostdev>`s are used).
+    pub devices: Option<Vec<(Selector, Origin)>>,
+    /// `handover` (default false).
+    pub handover: bool,
+    /// `stop_units`, each checked as a unit name.
+    pub stop_units: Vec<String>,
+    /// `unload_modules`, each checked as a module name.
+    pub unload_modules: Vec<String>,
+    /// `driver`.
+    pub driver: Option<Driver>,
+    /// `user`.
+    pub user: Option<Principal>,
+    /// `group`.
+    pub group: Option<Principal>,
+    /// `mode`.
+    pub mode: Option<u32>,
 }
 
 /// One `[[device]]` entry of a file, its defaults not applied yet.
@@ -86,6 +116,22 @@ struct RawFile {
     mode: Option<Spanned<String>>,
     #[serde(default)]
     device: Vec<Spanned<RawDevice>>,
+    #[serde(default)]
+    vm: Vec<Spanned<RawVm>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVm {
+    name: Option<Spanned<String>>,
+    devices: Option<Spanned<Vec<Spanned<String>>>>,
+    handover: Option<bool>,
+    stop_units: Option<Vec<Spanned<String>>>,
+    unload_modules: Option<Vec<Spanned<String>>>,
+    driver: Option<Spanned<String>>,
+    user: Option<Spanned<RawNameOrId>>,
+    group: Option<Spanned<RawNameOrId>>,
+    mode: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,8 +227,8 @@ fn reword(key: &str, message: &str) -> String {
     let (got, expected) = (escape(got), escape(expected));
     let expected = match expected.as_str() {
         "a boolean" => "true or false",
-        "a sequence" if key == "device" => {
-            return format!("{key}: each entry is a [[device]] table (two brackets), not [device]")
+        "a sequence" if key == "device" || key == "vm" => {
+            return format!("{key}: each entry is a [[{key}]] table (two brackets), not [{key}]")
         }
         e => e,
     };
@@ -191,6 +237,9 @@ fn reword(key: &str, message: &str) -> String {
         "mode" => " (write the mode as an octal string: mode = \"0660\")",
         "address" => " (write it as a string: address = \"0000:01:00.0\")",
         "id" | "subsystem" => " (write it as a string: id = \"10de:1c03\")",
+        "devices" => " (a list of strings: devices = [\"0000:01:00.0\", \"10de:1c03\"])",
+        "stop_units" => " (a list of unit names: stop_units = [\"display-manager.service\"])",
+        "unload_modules" => " (a list of module names: unload_modules = [\"nvidia_drm\"])",
         _ => "",
     };
     format!("{key}: expected {expected}, got {got}{hint}")
@@ -235,6 +284,176 @@ pub fn parse(file: &Path, src: &str) -> Result<Fragment, ConfigError> {
             .iter()
             .map(|d| device(&text, d))
             .collect::<Result<_, _>>()?,
+        vms: raw
+            .vm
+            .iter()
+            .map(|v| vm(&text, v))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// A `devices` item: a PCI address when it has a `.` (`0000:01:00.0`, `01:00.0`), a
+/// vendor:device ID otherwise (`10de:1c03`).
+fn vm_selector(text: &Text, s: &Spanned<String>) -> Result<Selector, ConfigError> {
+    let v = s.get_ref();
+    let r = if v.contains('.') {
+        v.parse().map(Selector::Address)
+    } else {
+        v.parse().map(Selector::Id)
+    };
+    r.map_err(|e: crate::pci::ParseError| {
+        text.err(
+            &s.span(),
+            format!("devices: {e} (a PCI address \"dddd:bb:dd.f\" or an ID \"vvvv:dddd\")"),
+        )
+    })
+}
+
+/// A systemd unit name (systemd.unit(5)): a name of `[A-Za-z0-9:_.\\@-]`, at most 255
+/// bytes, with a unit type suffix.
+fn unit_name(text: &Text, s: &Spanned<String>) -> Result<String, ConfigError> {
+    const TYPES: [&str; 11] = [
+        "service",
+        "socket",
+        "device",
+        "mount",
+        "automount",
+        "swap",
+        "target",
+        "path",
+        "timer",
+        "slice",
+        "scope",
+    ];
+    let v = s.get_ref();
+    let ok = v.len() <= 255
+        && !v.starts_with('-')
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b":_.\\@-".contains(&b))
+        && v.rsplit_once('.')
+            .is_some_and(|(n, t)| !n.is_empty() && TYPES.contains(&t));
+    if ok {
+        Ok(v.clone())
+    } else {
+        Err(text.err(
+            &s.span(),
+            format!(
+                "stop_units: \"{}\" is not a systemd unit name (like \"display-manager.service\")",
+                crate::text::escape(v)
+            ),
+        ))
+    }
+}
+
+/// A kernel module name: `[A-Za-z0-9_-]`, at most 55 bytes (`MODULE_NAME_LEN` - 1).
+fn module_name(text: &Text, s: &Spanned<String>) -> Result<String, ConfigError> {
+    let v = s.get_ref();
+    let ok = !v.is_empty()
+        && v.len() <= 55
+        && !v.starts_with('-')
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(v.clone())
+    } else {
+        Err(text.err(
+            &s.span(),
+            format!(
+                "unload_modules: \"{}\" is not a kernel module name (like \"nvidia_drm\")",
+                crate::text::escape(v)
+            ),
+        ))
+    }
+}
+
+/// A libvirt domain name as `[[vm]] name`: not empty, at most 255 bytes, no `/` (libvirt
+/// refuses it in names) and no control characters (it is used in file names and logs).
+fn vm_name(text: &Text, s: &Spanned<String>) -> Result<String, ConfigError> {
+    let v = s.get_ref();
+    if v.is_empty() || v.len() > 255 || v.contains('/') || v.chars().any(char::is_control) {
+        return Err(text.err(
+            &s.span(),
+            format!(
+                "name: \"{}\" is not a libvirt domain name (1 to 255 bytes, no '/', no \
+                 control characters)",
+                crate::text::escape(v)
+            ),
+        ));
+    }
+    Ok(v.clone())
+}
+
+/// `stop_units` and `unload_modules` are handover steps: refused without `handover`.
+fn handover_keys(text: &Text, v: &RawVm, handover: bool) -> Result<(), ConfigError> {
+    for (key, list) in [
+        ("stop_units", &v.stop_units),
+        ("unload_modules", &v.unload_modules),
+    ] {
+        if let (Some(first), false) = (list.as_ref().and_then(|l| l.first()), handover) {
+            return Err(text.err(
+                &first.span(),
+                format!(
+                    "{key} takes effect only with `handover = true` in the same [[vm]] profile"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn vm(text: &Text, raw: &Spanned<RawVm>) -> Result<VmFragment, ConfigError> {
+    let v = raw.get_ref();
+    let Some(name) = &v.name else {
+        return Err(text.err(
+            &raw.span(),
+            "a [[vm]] profile needs `name`, the libvirt domain name (as `virsh list --all` shows it)",
+        ));
+    };
+    let handover = v.handover.unwrap_or(false);
+    handover_keys(text, v, handover)?;
+    let devices = match &v.devices {
+        None => None,
+        Some(list) if list.get_ref().is_empty() => {
+            return Err(text.err(
+                &list.span(),
+                "devices: an empty list selects nothing; leave `devices` out to use the \
+                 PCI <hostdev>s of the domain XML",
+            ))
+        }
+        Some(list) => Some(
+            list.get_ref()
+                .iter()
+                .map(|s| Ok((vm_selector(text, s)?, text.origin(&s.span()))))
+                .collect::<Result<Vec<_>, ConfigError>>()?,
+        ),
+    };
+    let names = |l: &Option<Vec<Spanned<String>>>,
+                 f: fn(&Text, &Spanned<String>) -> Result<String, ConfigError>| {
+        l.iter()
+            .flatten()
+            .map(|s| f(text, s))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    Ok(VmFragment {
+        origin: text.origin(&raw.span()),
+        name: vm_name(text, name)?,
+        name_origin: text.origin(&name.span()),
+        devices,
+        handover,
+        stop_units: names(&v.stop_units, unit_name)?,
+        unload_modules: names(&v.unload_modules, module_name)?,
+        driver: v.driver.as_ref().map(|x| driver(text, x)).transpose()?,
+        user: v
+            .user
+            .as_ref()
+            .map(|x| principal(text, x, "user"))
+            .transpose()?,
+        group: v
+            .group
+            .as_ref()
+            .map(|x| principal(text, x, "group"))
+            .transpose()?,
+        mode: v.mode.as_ref().map(|x| mode(text, x)).transpose()?,
     })
 }
 

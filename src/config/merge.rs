@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::config::fragment::{DeviceFragment, Fragment};
+use crate::config::fragment::{DeviceFragment, Fragment, VmFragment};
 use crate::config::model::Principal;
 use crate::driver::Driver;
 
@@ -23,6 +23,8 @@ pub struct Merged {
     pub mode: Option<u32>,
     /// Every entry, in merge order.
     pub devices: Vec<DeviceFragment>,
+    /// Every `[[vm]]` profile, in merge order.
+    pub vms: Vec<VmFragment>,
     /// Every `user` and `group` value written, with its key, in file order.
     pub principals: Vec<(&'static str, Principal)>,
 }
@@ -36,7 +38,12 @@ pub fn merge(fragments: Vec<(PathBuf, Fragment)>) -> Merged {
         let entries = f
             .devices
             .iter()
-            .flat_map(|d| [("user", &d.user), ("group", &d.group)]);
+            .flat_map(|d| [("user", &d.user), ("group", &d.group)])
+            .chain(
+                f.vms
+                    .iter()
+                    .flat_map(|v| [("user", &v.user), ("group", &v.group)]),
+            );
         for (key, p) in tops.into_iter().chain(entries) {
             if let Some(p) = p {
                 m.principals.push((key, p.clone()));
@@ -47,6 +54,7 @@ pub fn merge(fragments: Vec<(PathBuf, Fragment)>) -> Merged {
         m.group = f.group.or(m.group);
         m.mode = f.mode.or(m.mode);
         m.devices.extend(f.devices);
+        m.vms.extend(f.vms);
     }
     m
 }

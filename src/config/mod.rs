@@ -20,8 +20,8 @@ use std::path::Path;
 
 pub use files::Source;
 pub use model::{
-    Config, ConfigError, Entry, NameOrId, Origin, Ownership, Principal, Selector, DEFAULT_CONFIG,
-    DEFAULT_DRIVER, DEFAULT_DROPIN_DIR,
+    Config, ConfigError, Entry, NameOrId, Origin, Ownership, Principal, Selector, VmProfile,
+    DEFAULT_CONFIG, DEFAULT_DRIVER, DEFAULT_DROPIN_DIR,
 };
 
 /// Read, merge and validate the configuration.

@@ -196,6 +196,33 @@ pub struct Entry {
     pub required: bool,
 }
 
+/// One validated `[[vm]]` profile, with the defaults applied: what `attach`, `detach`
+/// and the libvirt hook do for the libvirt domain `name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmProfile {
+    /// 1-based position among all profiles after merging (the `vm[N]` messages name).
+    pub index: usize,
+    /// Where the profile's table starts.
+    pub origin: Origin,
+    /// The libvirt domain name (1 to 255 bytes, no `/`).
+    pub name: String,
+    /// The devices, each with where it is written; `None`: the PCI `<hostdev>`s of the
+    /// domain XML (libvirt passes it to the hook; `attach --xml FILE` reads it).
+    pub devices: Option<Vec<(Selector, Origin)>>,
+    /// Single-GPU console handover: stop the display manager and `stop_units`, unbind
+    /// the framebuffer vtconsoles and the firmware framebuffer, unload `unload_modules`.
+    /// Implies that the boot VGA device may be taken.
+    pub handover: bool,
+    /// Units stopped (when active) besides `display-manager.service`, in this order.
+    pub stop_units: Vec<String>,
+    /// Modules unloaded (when loaded) before binding, in this order.
+    pub unload_modules: Vec<String>,
+    /// The driver the devices go to (the top-level `driver` when absent).
+    pub driver: Driver,
+    /// Ownership for the groups' `/dev/vfio/<group>` (the top-level keys when absent).
+    pub ownership: Ownership,
+}
+
 /// The merged, validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -207,9 +234,18 @@ pub struct Config {
     pub ownership: Ownership,
     /// Every entry, in merge order.
     pub entries: Vec<Entry>,
+    /// Every `[[vm]]` profile, in merge order (names are unique).
+    pub vms: Vec<VmProfile>,
     /// Every `user` and `group` value written in any file, with its key, in file order,
     /// including top-level values a later file overrides: each must resolve.
     pub principals: Vec<(&'static str, Principal)>,
+}
+
+impl Config {
+    /// The `[[vm]]` profile of the libvirt domain `name`, if there is one.
+    pub fn vm(&self, name: &str) -> Option<&VmProfile> {
+        self.vms.iter().find(|v| v.name == name)
+    }
 }
 
 impl Default for Config {
@@ -219,6 +255,7 @@ impl Default for Config {
             driver: Driver::new(DEFAULT_DRIVER),
             ownership: Ownership::default(),
             entries: Vec::new(),
+            vms: Vec::new(),
             principals: Vec::new(),
         }
     }

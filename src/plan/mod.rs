@@ -505,6 +505,7 @@ mod tests {
                     previous_driver: Some("e1000e".into()),
                     previous_override: None,
                     early: false,
+                    vm: None,
                 },
             );
         }

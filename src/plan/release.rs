@@ -1,6 +1,7 @@
 //! Reload convergence: devices vfio-bind bound earlier ([`State`]) that no planned group
 //! holds now are released, back to the driver they had; devices no longer on the host
-//! are forgotten.
+//! are forgotten. Devices a VM's `attach` bound ([`crate::state::Record::vm`]) are that
+//! VM's until its `detach`: never released here.
 
 use std::collections::BTreeSet;
 
@@ -17,7 +18,7 @@ pub fn releases(groups: &[GroupPlan], host: &Host, state: &State) -> Vec<Release
         .collect();
     state
         .records()
-        .filter(|(address, _)| !planned.contains(address))
+        .filter(|(address, r)| r.vm.is_none() && !planned.contains(address))
         .map(|(address, record)| {
             let dev = host.devices.get(&address);
             ReleasePlan {

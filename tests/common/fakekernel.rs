@@ -21,6 +21,11 @@
 //! - `drivers_probe` (`drivers_probe_store` → `bus_rescan_devices_helper`): ENODEV for an
 //!   unknown device; otherwise success, even when no driver takes it. An unbound device
 //!   goes to its override, or without one to its native driver.
+//! - `class/vtconsole/vtconN/bind` (`drivers/tty/vt/vt.c`, `store_bind`): "0" or "1"
+//!   (a trailing newline allowed) is stored; anything else EINVAL.
+//! - `bus/platform/drivers/<drv>/unbind` and `bind`: a platform device (the firmware
+//!   framebuffer) loses or gets its `driver` link; ENODEV when it is not bound to `<drv>`
+//!   (unbind) or is bound already (bind).
 //! - any other file: EACCES (a read-only attribute; new_id, remove, rescan are not modelled).
 //!   A file of a removed device: ENODEV (`kernfs_get_active` fails).
 //!
@@ -320,12 +325,42 @@ impl State {
             "unbind" if is_driver_file => self.unbind_store(&parent, &bdf),
             "bind" if is_driver_file => self.bind_store(&parent, &bdf),
             "drivers_probe" if rel == "bus/pci/drivers_probe" => self.drivers_probe_store(&bdf),
+            "bind" if rel.starts_with("class/vtconsole/") => match value.trim_end_matches('\n') {
+                v @ ("0" | "1") => fs::write(self.sys.join(p), format!("{v}\n")).map_err(|_| EINVAL),
+                _ => Err(EINVAL),
+            },
+            "unbind" | "bind"
+                if p.parent().and_then(Path::parent) == Some(Path::new("bus/platform/drivers")) =>
+            {
+                self.platform_store(&parent, &bdf, name == "bind")
+            }
             _ => Err(EACCES),
         };
         if after == Some(true) {
             self.remove_device(&bdf);
         }
         result
+    }
+
+    /// A platform device's `driver` link removed (unbind) or made (bind).
+    fn platform_store(&mut self, drv: &str, dev: &str, bind: bool) -> Result<(), i32> {
+        if dev.is_empty() || dev.contains('/') || dev.starts_with('.') {
+            return Err(ENODEV);
+        }
+        let dir = fs::canonicalize(self.sys.join("bus/platform/devices").join(dev)).map_err(|_| ENODEV)?;
+        let link = dir.join("driver");
+        let now = fs::read_link(&link).ok().and_then(|t| base(&t));
+        match (bind, now) {
+            (false, Some(d)) if d == drv => fs::remove_file(&link).map_err(|_| ENODEV),
+            (true, None) => {
+                let target = self.sys.join("bus/platform/drivers").join(drv);
+                if !target.is_dir() {
+                    return Err(ENODEV);
+                }
+                std::os::unix::fs::symlink(target, &link).map_err(|_| ENODEV)
+            }
+            _ => Err(ENODEV),
+        }
     }
 
     /// `driver_set_override`: up to the first newline; empty clears.
@@ -671,7 +706,7 @@ impl FakeKernel {
         }
         let root = tempfile::tempdir()?;
         fs::create_dir(root.path().join("sys"))?;
-        for d in ["dev", "etc", "run"] {
+        for d in ["dev", "etc", "run", "proc"] {
             std::os::unix::fs::symlink(tree.path(d), root.path().join(d))?;
         }
         let shared = Arc::new(Shared {
@@ -704,7 +739,8 @@ impl FakeKernel {
         })
     }
 
-    /// The root to pass as `--root` (`sys` is the mount; `dev`, `etc`, `run` the tree's).
+    /// The root to pass as `--root` (`sys` is the mount; `dev`, `etc`, `run`, `proc` the
+    /// tree's).
     pub fn root(&self) -> &Path {
         self.root.path()
     }

@@ -72,6 +72,7 @@ impl Tree {
             "dev/vfio",
             "etc",
             "run",
+            "proc",
         ] {
             fs::create_dir_all(t.path(d)).unwrap();
         }
