@@ -39,6 +39,7 @@ fn run(n: usize) -> (f64, f64) {
                 previous_driver: Some("mlx5_core".into()),
                 previous_override: None,
                 early: false,
+                vm: None,
             };
             state.insert(addr(i), r);
         }
