@@ -72,6 +72,12 @@ pub struct Rules {
 }
 
 impl Rules {
+    /// Forget every `refuse` rule (the probes accept again).
+    pub fn accept_all(mut self) -> Self {
+        self.refuse.clear();
+        self
+    }
+
     /// `driver`'s probe rejects `bdf`: `drivers_probe` succeeds and leaves it unbound
     /// (`really_probe` ignores probe errors), `bind` fails with ENODEV.
     pub fn refuse(mut self, bdf: &str, driver: &str) -> Self {
@@ -326,7 +332,9 @@ impl State {
             "bind" if is_driver_file => self.bind_store(&parent, &bdf),
             "drivers_probe" if rel == "bus/pci/drivers_probe" => self.drivers_probe_store(&bdf),
             "bind" if rel.starts_with("class/vtconsole/") => match value.trim_end_matches('\n') {
-                v @ ("0" | "1") => fs::write(self.sys.join(p), format!("{v}\n")).map_err(|_| EINVAL),
+                v @ ("0" | "1") => {
+                    fs::write(self.sys.join(p), format!("{v}\n")).map_err(|_| EINVAL)
+                }
                 _ => Err(EINVAL),
             },
             "unbind" | "bind"
@@ -347,7 +355,8 @@ impl State {
         if dev.is_empty() || dev.contains('/') || dev.starts_with('.') {
             return Err(ENODEV);
         }
-        let dir = fs::canonicalize(self.sys.join("bus/platform/devices").join(dev)).map_err(|_| ENODEV)?;
+        let dir = fs::canonicalize(self.sys.join("bus/platform/devices").join(dev))
+            .map_err(|_| ENODEV)?;
         let link = dir.join("driver");
         let now = fs::read_link(&link).ok().and_then(|t| base(&t));
         match (bind, now) {
