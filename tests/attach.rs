@@ -418,6 +418,19 @@ fn groups_held_by_another_vm_or_open_are_refused_and_a_plain_profile_keeps_the_c
     assert_eq!(read(&k, "sys/class/vtconsole/vtcon1/bind"), "1");
     assert_eq!(fb_driver(&k).as_deref(), Some("efi-framebuffer"));
     assert!(records(&t).contains("vm = \"usb\""));
+    let o = k.run(&["status"]);
+    let out = text(&o.stdout);
+    assert!(out.contains("VM usb: attached, IOMMU group 9\n  0000:03:00.0 driver vfio-pci, was xhci_hcd\n"), "{out}");
+    assert!(out.contains("VM win11: not attached\n"), "{out}");
+    let o = k.run(&["status", "--json"]);
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let usb = j["vms"].as_array().unwrap().iter().find(|v| v["name"] == "usb").unwrap();
+    assert_eq!((usb["attached"].as_bool(), usb["groups"][0].as_u64()), (Some(true), Some(9)));
+    // release leaves a VM's devices to its detach.
+    let o = k.run(&["release", USB]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("attached to VM \"usb\"; give it back with `vfio-bind detach usb`"), "{}", text(&o.stderr));
+    assert_eq!(k.driver(USB).as_deref(), Some("vfio-pci"));
     let o = k.run(&["attach", "usb2"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(

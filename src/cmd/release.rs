@@ -15,9 +15,23 @@ use crate::state::State;
 
 /// Which devices to release: every recorded device with `all`; otherwise each named
 /// device plus the recorded devices of its IOMMU group (a group is handed back whole).
-fn targets(host: &Host, state: &State, names: &[PciAddress], all: bool) -> BTreeSet<PciAddress> {
+/// Devices a VM's `attach` bound are that VM's `detach`'s: left out (and a named one is
+/// returned with its VM as the second value).
+fn targets(
+    host: &Host,
+    state: &State,
+    names: &[PciAddress],
+    all: bool,
+) -> (BTreeSet<PciAddress>, Vec<(PciAddress, String)>) {
     let mut out = BTreeSet::new();
+    let mut vms = Vec::new();
     for (addr, record) in state.records() {
+        if let Some(vm) = &record.vm {
+            if names.contains(&addr) {
+                vms.push((addr, vm.clone()));
+            }
+            continue;
+        }
         let named_group = names.iter().any(|n| {
             *n == addr
                 || host
@@ -30,8 +44,13 @@ fn targets(host: &Host, state: &State, names: &[PciAddress], all: bool) -> BTree
             out.insert(addr);
         }
     }
-    out.extend(names.iter().copied());
-    out
+    out.extend(
+        names
+            .iter()
+            .filter(|n| !vms.iter().any(|(a, _)| a == *n))
+            .copied(),
+    );
+    (out, vms)
 }
 
 /// Rewrite the udev rules for what is still bound: the configured groups that are in
@@ -95,10 +114,16 @@ pub fn run(ctx: &Context, addrs: &[String], all: bool) -> Result<u8, Error> {
     let host = Host::read(&ctx.root)?;
     let mut state = State::load(&ctx.root)?;
     check(&host, &state)?;
-    let targets = targets(&host, &state, &names, all);
+    let (targets, attached) = targets(&host, &state, &names, all);
+    for (a, vm) in &attached {
+        let vm = crate::text::escape(vm);
+        log::error!("{a}: attached to VM \"{vm}\"; give it back with `vfio-bind detach {vm}`");
+    }
     if targets.is_empty() {
-        log::info!("nothing to release: vfio-bind has bound no device");
-        return Ok(0);
+        if attached.is_empty() {
+            log::info!("nothing to release: vfio-bind has bound no device");
+        }
+        return Ok(u8::from(!attached.is_empty()));
     }
     let targets = targets
         .into_iter()
@@ -126,6 +151,6 @@ pub fn run(ctx: &Context, addrs: &[String], all: bool) -> Result<u8, Error> {
         outcomes.len()
     );
     Ok(u8::from(
-        failed > 0 || crate::interrupt::requested().is_some(),
+        failed > 0 || !attached.is_empty() || crate::interrupt::requested().is_some(),
     ))
 }

@@ -1,5 +1,6 @@
 //! `vfio-bind status [--json]`: for each configured group, whether it is bound, each
-//! member's driver, and the owner and mode of `/dev/vfio/<group>`.
+//! member's driver, and the owner and mode of `/dev/vfio/<group>`; then each `[[vm]]`
+//! profile: attached or not, the groups its attach bound, the console handover steps.
 
 use std::fmt::Write;
 
@@ -7,7 +8,7 @@ use super::Context;
 use crate::error::Error;
 use crate::host::nodes::NodeState;
 use crate::names::Names;
-use crate::output::json::{Group, GroupState, Member, Node, Pending, Status};
+use crate::output::json::{Group, GroupState, Member, Node, Pending, Release, Status, Vm};
 use crate::owner::Owners;
 use crate::plan::model::GroupPlan;
 use crate::text::fit;
@@ -110,9 +111,96 @@ fn render_node(s: &mut String, n: &Node) {
     );
 }
 
+fn render_vm(s: &mut String, vm: &Vm) {
+    let name = crate::text::escape(&vm.name);
+    let profile = if vm.configured { "" } else { " (no [[vm]] profile now)" };
+    if !vm.attached {
+        let _ = writeln!(s, "VM {name}: not attached{profile}");
+        return;
+    }
+    let groups: Vec<String> = vm.groups.iter().map(u32::to_string).collect();
+    let _ = writeln!(
+        s,
+        "VM {name}: attached{profile}{}",
+        if groups.is_empty() {
+            String::new()
+        } else {
+            format!(", IOMMU group {}", groups.join(", "))
+        }
+    );
+    for d in &vm.devices {
+        let _ = writeln!(
+            s,
+            "  {} driver {}, was {}",
+            d.address,
+            d.driver.as_deref().unwrap_or("none"),
+            d.previous_driver.as_deref().unwrap_or("none")
+        );
+    }
+    if !vm.handover.is_empty() {
+        let _ = writeln!(s, "  console handed over: {}", vm.handover.join(", "));
+    }
+}
+
+/// Each profiled or recorded VM, by name.
+fn vms(p: &super::Planned, root: &crate::root::Root) -> Vec<Vm> {
+    use crate::vm::record::{self, Step};
+    let records = record::list(root);
+    let mut names: Vec<String> = p.config.vms.iter().map(|v| v.name.clone()).collect();
+    names.extend(p.state.records().filter_map(|(_, r)| r.vm.clone()));
+    names.extend(records.iter().map(|r| r.vm.clone()));
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .map(|name| {
+            let devices: Vec<Release> = p
+                .state
+                .records()
+                .filter(|(_, r)| r.vm.as_deref() == Some(name.as_str()))
+                .map(|(a, r)| {
+                    let dev = p.host.devices.get(&a);
+                    Release {
+                        address: a.to_string(),
+                        driver: dev.and_then(|d| d.driver.as_deref().map(str::to_string)),
+                        previous_driver: r.previous_driver.as_deref().map(str::to_string),
+                        present: dev.is_some(),
+                    }
+                })
+                .collect();
+            let mut groups: Vec<u32> = p
+                .state
+                .records()
+                .filter(|(_, r)| r.vm.as_deref() == Some(name.as_str()))
+                .map(|(_, r)| r.group)
+                .collect();
+            groups.dedup();
+            let handover: Vec<String> = records
+                .iter()
+                .filter(|r| r.vm == name)
+                .flat_map(|r| r.steps.iter())
+                .map(|st| match st {
+                    Step::Unit { name } => format!("unit {name}"),
+                    Step::Vtconsole { name } => format!("vtconsole {name}"),
+                    Step::Framebuffer { device, .. } => format!("framebuffer {device}"),
+                    Step::Module { name } => format!("module {name}"),
+                })
+                .collect();
+            Vm {
+                configured: p.config.vm(&name).is_some(),
+                attached: !devices.is_empty() || !handover.is_empty(),
+                name,
+                groups,
+                devices,
+                handover,
+            }
+        })
+        .collect()
+}
+
 fn render(st: &Status) -> String {
     let mut s = String::new();
-    if st.groups.is_empty() && st.problems.is_empty() && st.releases.is_empty() {
+    if st.groups.is_empty() && st.problems.is_empty() && st.releases.is_empty() && st.vms.is_empty() {
         s.push_str("Nothing configured.\n");
     }
     for g in &st.groups {
@@ -132,6 +220,9 @@ fn render(st: &Status) -> String {
             r.address,
             r.driver.as_deref().unwrap_or("none")
         );
+    }
+    for vm in &st.vms {
+        render_vm(&mut s, vm);
     }
     for p in &st.problems {
         let kind = if p.error { "error" } else { "warning" };
@@ -168,7 +259,8 @@ pub fn run(ctx: &Context, as_json: bool) -> Result<u8, Error> {
             Group::new(g, &p.host, &p.state, &names, n)
         })
         .collect();
-    let st = Status::new(&p.plan, groups);
+    let mut st = Status::new(&p.plan, groups);
+    st.vms = vms(&p, &ctx.root);
     if as_json {
         println!("{}", serde_json::to_string_pretty(&st).expect("serializes"));
     } else {

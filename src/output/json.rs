@@ -287,6 +287,28 @@ pub struct Status {
     pub releases: Vec<Release>,
     /// Entries that matched nothing, and the like.
     pub problems: Vec<Problem>,
+    /// Each `[[vm]]` profile, and each VM something is recorded for, by name.
+    pub vms: Vec<Vm>,
+}
+
+/// A VM in `status --json`: its profile, and what its `attach` bound and handed over.
+#[derive(Debug, Serialize)]
+pub struct Vm {
+    /// The libvirt domain name.
+    pub name: String,
+    /// A `[[vm]]` profile names it (false: only records are left, from a profile since
+    /// removed).
+    pub configured: bool,
+    /// Its attach bound something or handed the console over that its detach has not
+    /// given back.
+    pub attached: bool,
+    /// The IOMMU groups its attach bound.
+    pub groups: Vec<u32>,
+    /// The devices its attach bound, with the driver each is on and had.
+    pub devices: Vec<Release>,
+    /// The console handover steps recorded (`unit display-manager.service`,
+    /// `vtconsole vtcon1`, `framebuffer efi-framebuffer.0`, `module nvidia_drm`).
+    pub handover: Vec<String>,
 }
 
 impl Status {
@@ -320,6 +342,7 @@ impl Status {
                     error: p.error,
                 })
                 .collect(),
+            vms: Vec::new(),
         }
     }
 }

@@ -145,6 +145,34 @@ pub fn load(root: &Root, vm: &str) -> Result<Option<VmRecord>, StateError> {
     Ok(Some(r))
 }
 
+/// Every VM's record, by VM name; a file that cannot be read or parsed is logged and
+/// left out (status only reports).
+pub fn list(root: &Root) -> Vec<VmRecord> {
+    let Ok(rd) = fs::read_dir(dir(root)) else {
+        return Vec::new();
+    };
+    let mut out: Vec<VmRecord> = rd
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.ends_with(".toml") && !n.starts_with('.')
+        })
+        .filter_map(|e| {
+            let text = fs::read_to_string(e.path()).ok()?;
+            match toml::from_str::<VmRecord>(&text) {
+                Ok(r) if name::valid(&r.vm) && e.file_name().to_string_lossy() == name::file_name(&r.vm) => Some(r),
+                _ => {
+                    log::warn!("{}: not a vfio-bind VM record", e.path().display());
+                    None
+                }
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.vm.cmp(&b.vm));
+    out
+}
+
 /// Write `r` (atomically, mode 0644), creating `/run/vfio-bind/vms` when needed.
 ///
 /// Errors: [`StateError::Io`] naming the file and the errno.
