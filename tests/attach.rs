@@ -36,7 +36,11 @@ fn tree(config: &str) -> Tree {
     fs::create_dir_all(fbdev.join("graphics/fb0")).unwrap();
     fs::create_dir_all(t.path("sys/bus/platform/drivers/efi-framebuffer")).unwrap();
     for f in ["bind", "unbind"] {
-        fs::write(t.path(&format!("sys/bus/platform/drivers/efi-framebuffer/{f}")), "").unwrap();
+        fs::write(
+            t.path(&format!("sys/bus/platform/drivers/efi-framebuffer/{f}")),
+            "",
+        )
+        .unwrap();
     }
     fs::create_dir_all(t.path("sys/bus/platform/devices")).unwrap();
     symlink(
@@ -420,16 +424,34 @@ fn groups_held_by_another_vm_or_open_are_refused_and_a_plain_profile_keeps_the_c
     assert!(records(&t).contains("vm = \"usb\""));
     let o = k.run(&["status"]);
     let out = text(&o.stdout);
-    assert!(out.contains("VM usb: attached, IOMMU group 9\n  0000:03:00.0 driver vfio-pci, was xhci_hcd\n"), "{out}");
+    assert!(
+        out.contains(
+            "VM usb: attached, IOMMU group 9\n  0000:03:00.0 driver vfio-pci, was xhci_hcd\n"
+        ),
+        "{out}"
+    );
     assert!(out.contains("VM win11: not attached\n"), "{out}");
     let o = k.run(&["status", "--json"]);
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let usb = j["vms"].as_array().unwrap().iter().find(|v| v["name"] == "usb").unwrap();
-    assert_eq!((usb["attached"].as_bool(), usb["groups"][0].as_u64()), (Some(true), Some(9)));
+    let usb = j["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "usb")
+        .unwrap();
+    assert_eq!(
+        (usb["attached"].as_bool(), usb["groups"][0].as_u64()),
+        (Some(true), Some(9))
+    );
     // release leaves a VM's devices to its detach.
     let o = k.run(&["release", USB]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o.stderr).contains("attached to VM \"usb\"; give it back with `vfio-bind detach usb`"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr)
+            .contains("attached to VM \"usb\"; give it back with `vfio-bind detach usb`"),
+        "{}",
+        text(&o.stderr)
+    );
     assert_eq!(k.driver(USB).as_deref(), Some("vfio-pci"));
     let o = k.run(&["attach", "usb2"]);
     assert_eq!(o.status.code(), Some(1));
@@ -551,4 +573,53 @@ fn emit_prints_hostdev_elements_and_qemu_arguments_for_whole_groups() {
     assert_eq!(o.status.code(), Some(2));
     let o = t.run(&["emit", "libvirt", "0000:09:00.0"]);
     assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn doctor_names_hook_scripts_that_detach_a_profiled_device_and_a_missing_hook() {
+    let t = tree(CONFIG);
+    let script = t.path("etc/libvirt/hooks/qemu.d/win11/prepare/begin/start.sh");
+    fs::create_dir_all(script.parent().unwrap()).unwrap();
+    fs::write(
+        &script,
+        "#!/bin/bash\nVIRSH_GPU_VIDEO=pci_0000_01_00_0\nVIRSH_USB=pci_0000_03_00_0\nsystemctl stop display-manager\nvirsh nodedev-detach $VIRSH_GPU_VIDEO\nvirsh nodedev-detach $VIRSH_USB\n",
+    )
+    .unwrap();
+    let doctor = |t: &Tree| text(&t.run(&["doctor"]).stdout).replace("\n       ", " ");
+    // win11's devices come from its domain definition: none yet, so only the xhci (the
+    // usb profile's) has two owners.
+    let out = doctor(&t);
+    assert!(out.contains("1 device entry, 2 [[vm]] profiles"), "{out}");
+    assert!(
+        out.contains("[warn] libvirt hook: /etc/libvirt/hooks/qemu.d/vfio-bind is not installed"),
+        "{out}"
+    );
+    assert!(
+        out.contains("[warn] libvirt hook: /etc/libvirt/hooks/qemu.d/win11/prepare/begin/start.sh:3: a hook script detaches 0000:03:00.0 (virsh nodedev-detach) that [[vm]] \"usb\""),
+        "{out}"
+    );
+    assert!(!out.contains("detaches 0000:01:00.0"), "{out}");
+    fs::create_dir_all(t.path("etc/libvirt/qemu")).unwrap();
+    fs::write(
+        t.path("etc/libvirt/qemu/win11.xml"),
+        domain("win11", &[GPU]),
+    )
+    .unwrap();
+    fs::write(t.path("etc/libvirt/hooks/qemu.d/vfio-bind"), "#!/bin/sh\n").unwrap();
+    fs::set_permissions(
+        t.path("etc/libvirt/hooks/qemu.d/vfio-bind"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let out = doctor(&t);
+    assert!(out.contains("[ ok ] libvirt hook: /etc/libvirt/hooks/qemu.d/vfio-bind installed for 2 [[vm]] profile(s)"), "{out}");
+    assert!(out.contains("start.sh:2: a hook script detaches 0000:01:00.0 (virsh nodedev-detach) that [[vm]] \"win11\""), "{out}");
+    // The control: a script that only names the devices, without nodedev-detach.
+    fs::write(
+        &script,
+        "#!/bin/bash\n# pci_0000_01_00_0 pci_0000_03_00_0\n",
+    )
+    .unwrap();
+    let out = doctor(&t);
+    assert!(!out.contains("a hook script detaches"), "{out}");
 }

@@ -4,6 +4,7 @@
 
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
 
 use super::Context;
 use crate::config::{self, Config};
@@ -346,6 +347,7 @@ fn config_findings(ctx: &Context, host: &Host, guest_mib: u64) -> (String, Vec<F
     };
     let mut out = vec![finding(Severity::Ok, "config", config_summary(&c))];
     out.push(early_boot(root, &c));
+    out.extend(libvirt(root, host, &c));
     let user = c
         .entries
         .iter()
@@ -391,6 +393,72 @@ fn early_boot(root: &Root, c: &Config) -> Finding {
     }
 }
 
+/// The `[[vm]]` profiles against libvirt's files: vfio-bind's hook installed, and no
+/// other hook script detaching (`virsh nodedev-detach`) a device a profile binds.
+fn libvirt(root: &Root, host: &Host, c: &Config) -> Vec<Finding> {
+    use crate::host::libvirt as lv;
+    if c.vms.is_empty() {
+        return Vec::new();
+    }
+    let n = c.vms.len();
+    let mut out = vec![if lv::hook_installed(root) {
+        finding(
+            Severity::Ok,
+            "libvirt hook",
+            format!("{} installed for {n} [[vm]] profile(s)", lv::HOOK),
+        )
+    } else {
+        finding(
+            Severity::Warn,
+            "libvirt hook",
+            format!("{} is not installed: libvirt will not attach the {n} [[vm]] profile(s)", lv::HOOK),
+        )
+        .fix("install it (`make install`, or the package), then restart libvirtd once (it looks for hooks when it starts); without libvirt use `vfio-bind attach VM`")
+    }];
+    // Which profile binds each device (its groups' members).
+    let mut covered: Vec<(crate::pci::PciAddress, &crate::config::VmProfile)> = Vec::new();
+    for vm in &c.vms {
+        let domain =
+            lv::domain_xml(root, &vm.name).and_then(|(f, x)| crate::vm::xml::parse(&f, &x).ok());
+        let Ok(vc) = crate::vm::profile::config(c, vm, domain.as_ref()) else {
+            continue;
+        };
+        let Ok(sel) = plan::select::select(&vc, host) else {
+            continue;
+        };
+        for g in sel.groups.keys() {
+            for a in host
+                .groups
+                .get(g)
+                .map(|g| g.devices.as_slice())
+                .unwrap_or_default()
+            {
+                covered.push((*a, vm));
+            }
+        }
+    }
+    for d in lv::script_detaches(root) {
+        for (_, vm) in covered.iter().filter(|(a, _)| *a == d.address) {
+            let file = d
+                .file
+                .strip_prefix(root.base())
+                .map_or(d.file.clone(), |p| Path::new("/").join(p));
+            out.push(
+                finding(
+                    Severity::Warn,
+                    "libvirt hook",
+                    format!(
+                        "{}:{}: a hook script detaches {} (virsh nodedev-detach) that [[vm]] \"{}\" ({}) also binds: two owners of one device",
+                        file.display(), d.line, d.address, crate::text::escape(&vm.name), vm.origin
+                    ),
+                )
+                .fix("remove the script's nodedev-detach and nodedev-reattach of it (and, with handover = true, its display manager, vtconsole and framebuffer steps): vfio-bind's hook does them"),
+            );
+        }
+    }
+    out
+}
+
 /// `<files>: N device entries`.
 fn config_summary(c: &Config) -> String {
     let files = if c.files.is_empty() {
@@ -403,8 +471,13 @@ fn config_summary(c: &Config) -> String {
             .join(", ")
     };
     let n = c.entries.len();
+    let vms = match c.vms.len() {
+        0 => String::new(),
+        1 => ", 1 [[vm]] profile".to_string(),
+        v => format!(", {v} [[vm]] profiles"),
+    };
     format!(
-        "{files}: {n} device {}",
+        "{files}: {n} device {}{vms}",
         if n == 1 { "entry" } else { "entries" }
     )
 }

@@ -113,7 +113,11 @@ fn render_node(s: &mut String, n: &Node) {
 
 fn render_vm(s: &mut String, vm: &Vm) {
     let name = crate::text::escape(&vm.name);
-    let profile = if vm.configured { "" } else { " (no [[vm]] profile now)" };
+    let profile = if vm.configured {
+        ""
+    } else {
+        " (no [[vm]] profile now)"
+    };
     if !vm.attached {
         let _ = writeln!(s, "VM {name}: not attached{profile}");
         return;
@@ -200,7 +204,8 @@ fn vms(p: &super::Planned, root: &crate::root::Root) -> Vec<Vm> {
 
 fn render(st: &Status) -> String {
     let mut s = String::new();
-    if st.groups.is_empty() && st.problems.is_empty() && st.releases.is_empty() && st.vms.is_empty() {
+    if st.groups.is_empty() && st.problems.is_empty() && st.releases.is_empty() && st.vms.is_empty()
+    {
         s.push_str("Nothing configured.\n");
     }
     for g in &st.groups {

@@ -5,11 +5,15 @@
 //! - [`snapshot`]: the PCI devices, IOMMU groups and PCI drivers ([`snapshot::Host`]);
 //! - [`nodes`]: `/dev/vfio/<group>` owner, group and mode, for the node check;
 //! - [`usage`]: what the host uses beneath its devices (mounts, swap, holders, network
-//!   interfaces), read only when some group will be written.
+//!   interfaces), read only when some group will be written;
+//! - [`initramfs`]: which initramfs generator the host uses, and whether its image is
+//!   older than the config;
+//! - [`libvirt`]: libvirt's hook scripts and domain definitions, for `doctor`.
 //!
 //! Nothing here writes.
 
 pub mod initramfs;
+pub mod libvirt;
 pub mod nodes;
 pub mod snapshot;
 pub mod sysfs;

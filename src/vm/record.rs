@@ -161,7 +161,12 @@ pub fn list(root: &Root) -> Vec<VmRecord> {
         .filter_map(|e| {
             let text = fs::read_to_string(e.path()).ok()?;
             match toml::from_str::<VmRecord>(&text) {
-                Ok(r) if name::valid(&r.vm) && e.file_name().to_string_lossy() == name::file_name(&r.vm) => Some(r),
+                Ok(r)
+                    if name::valid(&r.vm)
+                        && e.file_name().to_string_lossy() == name::file_name(&r.vm) =>
+                {
+                    Some(r)
+                }
                 _ => {
                     log::warn!("{}: not a vfio-bind VM record", e.path().display());
                     None
