@@ -82,6 +82,14 @@ fn sync_rules(ctx: &Context) {
     }
 }
 
+/// Named devices a VM's attach bound: each an error naming its `detach`.
+fn log_attached(attached: &[(PciAddress, String)]) {
+    for (a, vm) in attached {
+        let vm = crate::text::escape(vm);
+        log::error!("{a}: attached to VM \"{vm}\"; give it back with `vfio-bind detach {vm}`");
+    }
+}
+
 /// Release under the run lock and update the state after each device. A device that
 /// vfio-bind did not bind is released only when named; it then goes to whatever host
 /// driver probes it. Exit 0 when everything was released, 1 otherwise.
@@ -115,10 +123,7 @@ pub fn run(ctx: &Context, addrs: &[String], all: bool) -> Result<u8, Error> {
     let mut state = State::load(&ctx.root)?;
     check(&host, &state)?;
     let (targets, attached) = targets(&host, &state, &names, all);
-    for (a, vm) in &attached {
-        let vm = crate::text::escape(vm);
-        log::error!("{a}: attached to VM \"{vm}\"; give it back with `vfio-bind detach {vm}`");
-    }
+    log_attached(&attached);
     if targets.is_empty() {
         if attached.is_empty() {
             log::info!("nothing to release: vfio-bind has bound no device");
