@@ -25,6 +25,8 @@ FISHCOMPDIR    ?= $(PREFIX)/share/fish/vendor_completions.d
 INITRAMFSTOOLSDIR ?= /usr/share/initramfs-tools
 DRACUTMODDIR   ?= /usr/lib/dracut/modules.d
 INITCPIODIR    ?= /usr/lib/initcpio
+# libvirt's QEMU hook directory (libvirt >= 6.5 runs every executable in it).
+LIBVIRTHOOKDIR ?= $(SYSCONFDIR)/libvirt/hooks/qemu.d
 PKG_CONFIG     ?= pkg-config
 # For PREFIX=/usr, systemd's own answer where pkg-config has one (Debian 12 says
 # /lib/systemd/system); otherwise, and as the fallback, $(PREFIX)/lib/systemd/system.
@@ -95,6 +97,7 @@ install: $(VFIO_BIND_BIN) $(COMPLETIONS)
 	$(call install_sed,644,dist/initcpio/install/vfio-bind,$(INITCPIODIR)/install/vfio-bind)
 	$(call install_sed,644,dist/initcpio/install/sd-vfio-bind,$(INITCPIODIR)/install/sd-vfio-bind)
 	$(call install_sed,644,dist/initcpio/hooks/vfio-bind,$(INITCPIODIR)/hooks/vfio-bind)
+	$(call install_sed,755,dist/libvirt/qemu.d/vfio-bind,$(LIBVIRTHOOKDIR)/vfio-bind)
 	$(INSTALL) -Dm644 man/vfio-bind.8 "$(DESTDIR)$(MANDIR)/man8/vfio-bind.8"
 	$(INSTALL) -Dm644 man/vfio-bind.toml.5 "$(DESTDIR)$(MANDIR)/man5/vfio-bind.toml.5"
 	$(INSTALL) -Dm644 $(COMPDIR)/vfio-bind.bash "$(DESTDIR)$(BASHCOMPDIR)/vfio-bind"
@@ -117,6 +120,7 @@ uninstall:
 		"$(DESTDIR)$(INITCPIODIR)/install/vfio-bind" \
 		"$(DESTDIR)$(INITCPIODIR)/install/sd-vfio-bind" \
 		"$(DESTDIR)$(INITCPIODIR)/hooks/vfio-bind" \
+		"$(DESTDIR)$(LIBVIRTHOOKDIR)/vfio-bind" \
 		"$(DESTDIR)$(MODULESLOADDIR)/vfio-bind.conf" \
 		"$(DESTDIR)$(MANDIR)/man8/vfio-bind.8" \
 		"$(DESTDIR)$(MANDIR)/man5/vfio-bind.toml.5" \

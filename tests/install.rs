@@ -66,6 +66,7 @@ fn files(dir: &Path) -> Vec<(String, u32)> {
 }
 
 const EXPECTED: &[(&str, u32)] = &[
+    ("etc/libvirt/hooks/qemu.d/vfio-bind", 0o755),
     ("etc/vfio-bind.toml", 0o644),
     (
         "usr/lib/dracut/modules.d/90vfio-bind/module-setup.sh",
@@ -121,6 +122,10 @@ fn make_install_lays_out_exactly_the_expected_files_and_keeps_the_config() {
     assert_eq!(read(dest.join("usr/sbin/vfio-bind")), read(BIN));
     for (installed, shipped) in [
         ("etc/vfio-bind.toml", "dist/etc/vfio-bind.toml"),
+        (
+            "etc/libvirt/hooks/qemu.d/vfio-bind",
+            "dist/libvirt/qemu.d/vfio-bind",
+        ),
         (
             "usr/lib/systemd/system/vfio-bind.service",
             "dist/systemd/vfio-bind.service",
