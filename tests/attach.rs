@@ -623,3 +623,90 @@ fn doctor_names_hook_scripts_that_detach_a_profiled_device_and_a_missing_hook() 
     let out = doctor(&t);
     assert!(!out.contains("a hook script detaches"), "{out}");
 }
+
+#[test]
+fn an_open_group_node_blocks_attach_and_detach_and_a_broken_config_blocks_prepare_only() {
+    let t = tree(CONFIG);
+    let k = FakeKernel::mount(&t, Rules::default());
+    let o = k.run(&["attach", "usb"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    // QEMU holds /dev/vfio/9 (here /dev/null stands in for the node).
+    let node = t.path("dev/vfio/9");
+    let _ = fs::remove_file(&node);
+    symlink("/dev/null", &node).unwrap();
+    fs::create_dir_all(t.path("proc/777/fd")).unwrap();
+    fs::write(t.path("proc/777/comm"), "qemu-system-x86\n").unwrap();
+    symlink("/dev/null", t.path("proc/777/fd/30")).unwrap();
+    let o = k.run(&["--hold-timeout", "200", "detach", "usb"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains(
+            "/dev/vfio/9 is still open by pid 777 (qemu-system-x86): is the VM still running?"
+        ),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(k.driver(USB).as_deref(), Some("vfio-pci"));
+    assert!(records(&t).contains("vm = \"usb\""));
+    // Another profile on the same device is refused for the VM that holds it.
+    fs::write(
+        t.path("etc/vfio-bind.toml"),
+        format!("{CONFIG}\n[[vm]]\nname = \"usb2\"\ndevices = [\"{USB}\"]\n"),
+    )
+    .unwrap();
+    let o = k.run(&["attach", "usb2"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("is attached to VM \"usb\""),
+        "{}",
+        text(&o.stderr)
+    );
+    fs::remove_file(t.path("proc/777/fd/30")).unwrap();
+    let o = k.run(&["detach", "usb"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(k.driver(USB).as_deref(), Some("xhci_hcd"));
+    // The xhci bound outside any VM (as a guide script would), its node open: refused.
+    symlink("/dev/null", t.path("proc/777/fd/30")).unwrap();
+    fs::write(
+        k.path(&format!("sys/bus/pci/devices/{USB}/driver_override")),
+        "vfio-pci",
+    )
+    .unwrap();
+    fs::write(k.path("sys/bus/pci/drivers/xhci_hcd/unbind"), USB).unwrap();
+    fs::write(k.path("sys/bus/pci/drivers_probe"), USB).unwrap();
+    assert_eq!(k.driver(USB).as_deref(), Some("vfio-pci"));
+    let _ = fs::remove_file(&node);
+    symlink("/dev/null", &node).unwrap();
+    let o = k.run(&["attach", "usb2"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("/dev/vfio/9 is open by pid 777 (qemu-system-x86)"),
+        "{}",
+        text(&o.stderr)
+    );
+    // A config that cannot be read fails prepare (one line) and never blocks release.
+    fs::write(t.path("etc/vfio-bind.toml"), "[[vm]\nname = \"usb\"\n").unwrap();
+    let bin = tempfile::tempdir().unwrap();
+    let hook = hook_script(bin.path());
+    let (o, all) = libvirt_hook(
+        &k,
+        &hook,
+        ["any", "prepare", "begin", "-"],
+        &domain("any", &[]),
+    );
+    assert!(all);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("vfio-bind: invalid configuration: ") && err.contains("vfio-bind.toml:1:"),
+        "{err}"
+    );
+    let (o, _) = libvirt_hook(
+        &k,
+        &hook,
+        ["any", "release", "end", "-"],
+        &domain("any", &[]),
+    );
+    assert_eq!((o.status.code(), text(&o.stderr)), (Some(0), String::new()));
+}
