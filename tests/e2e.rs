@@ -173,3 +173,15 @@ fn e2e_hotplug_claims_an_added_device_and_forgets_a_removed_one() {
         "{checks:?}"
     );
 }
+
+/// A real libvirtd in the guest (tests/e2e/libvirt.sh, checks in tests/e2e/libvirt-hook.sh):
+/// with vfio-bind `make install`ed, `virsh start` of a domain with a [[vm]] profile and a
+/// managed='no' <hostdev> runs the hook, which binds the hostdev's whole IOMMU group; QEMU
+/// holds /dev/vfio/<group>; `virsh destroy` gives the devices back. Controls: the same
+/// domain without a profile is refused by libvirt and nothing moves; a profile whose group
+/// holds the mounted root makes the hook fail and the start abort. Also a managed='yes'
+/// domain and a `systemctl reload vfio-bind` while a VM holds its group.
+#[test]
+fn e2e_libvirt_hook_hands_a_group_to_a_real_libvirtd() {
+    run_driver("tests/e2e/libvirt.sh", 61);
+}

@@ -131,3 +131,9 @@ fn vm_doctor_passes_with_the_emulated_iommu() {
 fn vm_doctor_fails_without_iommu() {
     run_scenario_with("doctor-noiommu", &["--no-iommu"]);
 }
+
+#[test]
+fn vm_gpu_handover_attach_detach_and_holder_rollback() {
+    // UEFI guest: std VGA (bochs-drm, fbcon) + ich9-intel-hda (snd_hda_intel) in one group.
+    run_scenario_with("handover", &["--topology", "gpu"]);
+}

@@ -322,7 +322,15 @@ fn take(
     if vm.handover {
         handover::take_console(&ctx.root, vm, members, rec)?;
     }
-    let nodes = holders::nodes(&ctx.root, members);
+    // Only the members about to change: one already on its target driver (a group
+    // attached earlier) is not unbound, and its vfio device node may be open.
+    let changing: Vec<PciAddress> = groups
+        .iter()
+        .flat_map(|g| g.members.iter())
+        .filter(|m| m.action.writes())
+        .map(|m| m.address)
+        .collect();
+    let nodes = holders::nodes(&ctx.root, &changing);
     if let Err(held) = holders::wait_released(&ctx.root, &nodes, opts.hold_timeout) {
         let who: Vec<String> = held.iter().map(ToString::to_string).collect();
         return Err(format!(

@@ -37,6 +37,10 @@ if [ ! -f "$dir/.complete" ]; then
     cp -a "$rootfs" "$dir.tmp"
     rm -f "$dir.tmp/.complete"
     cp /etc/resolv.conf "$dir.tmp/etc/resolv.conf"
+    # Package scripts start no services in the chroot (libvirt's, say): invoke-rc.d asks
+    # policy-rc.d, and 101 means "not allowed". Removed again afterwards.
+    printf '#!/bin/sh\nexit 101\n' >"$dir.tmp/usr/sbin/policy-rc.d"
+    chmod 755 "$dir.tmp/usr/sbin/policy-rc.d"
     mount -t proc proc "$dir.tmp/proc"
     ok=0
     (chroot "$dir.tmp" apt-get update -q &&
@@ -44,6 +48,7 @@ if [ ! -f "$dir/.complete" ]; then
             apt-get install -y -q --no-install-recommends "$@") \
         >"$cache/$name-$chash.log" 2>&1 && ok=1
     umount "$dir.tmp/proc"
+    rm -f "$dir.tmp/usr/sbin/policy-rc.d"
     [ $ok = 1 ] || { tail -n 20 "$cache/$name-$chash.log" >&2; log "apt-get failed"; exit 1; }
     rm -rf "$dir.tmp"/var/cache/apt/archives/*.deb
     touch "$dir.tmp/.complete"

@@ -28,6 +28,12 @@
 #                     unit, and enable the unit as its postinst does (a link in the
 #                     .wants/ directory of each WantedBy= target). BINARY is then ignored
 #                     (pass -). --config still replaces the package's conffile.
+#   --tree DIR        the same for an installed tree (`make install DESTDIR=DIR`): every
+#                     file of DIR at its path, with its mode, units enabled as --deb does
+#                     (BINARY ignored: pass -)
+#   --rootfs DIR      boot a root disk image made of DIR (a cached chroot from
+#                     tests/e2e/chroot.sh, e.g. with libvirt installed; tests/e2e/setup.sh
+#                     --rootfs caches the image) instead of the plain root filesystem
 #
 # In the guest:
 #   BINARY      -> /usr/sbin/vfio-bind (dynamically linked against the guest's glibc,
@@ -76,6 +82,8 @@ deb=""
 initrd=""
 hotplug=0
 gpu=0
+tree=""
+rootfs_dir=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --config) [ $# -ge 2 ] || die "--config needs a file"; config="$2"; shift 2 ;;
@@ -88,17 +96,20 @@ while [ $# -gt 0 ]; do
     --deb) [ $# -ge 2 ] || die "--deb needs a file"; deb="$(realpath "$2")"; shift 2 ;;
     --hotplug) hotplug=1; shift ;;
     --gpu) gpu=1; shift ;;
+    --tree) [ $# -ge 2 ] && [ -d "$2" ] || die "--tree needs a directory"; tree="$(realpath "$2")"; shift 2 ;;
+    --rootfs) [ $# -ge 2 ] && [ -d "$2" ] || die "--rootfs needs a directory"; rootfs_dir="$(realpath "$2")"; shift 2 ;;
     --initrd) [ $# -ge 2 ] && [ -f "$2" ] || die "--initrd needs a file"; initrd="$(realpath "$2")"; shift 2 ;;
     --) shift; break ;;
     -?*) die "unknown option $1" ;;
     *) break ;;
     esac
 done
-[ $# -eq 3 ] || die "usage: $0 [--config FILE|--no-config] [--unit FILE] [--no-enable] [--file SRC:DEST]... [--append ARGS] [--no-iommu] [--initrd FILE] BINARY TESTSCRIPT LOGDIR"
-binary="$1"; [ -n "$deb" ] || binary="$(realpath "$1")"
+[ $# -eq 3 ] || die "usage: $0 [--config FILE|--no-config] [--unit FILE] [--no-enable] [--file SRC:DEST]... [--append ARGS] [--no-iommu] [--initrd FILE] [--tree DIR] [--rootfs DIR] BINARY TESTSCRIPT LOGDIR"
+[ -z "$deb" ] || [ -z "$tree" ] || die "--deb and --tree exclude each other"
+binary="$1"; [ -n "$deb$tree" ] || binary="$(realpath "$1")"
 testscript="$(realpath "$2")"
 logdir="$(realpath -m "$3")"
-[ -n "$deb" ] || [ -f "$binary" ] || die "no binary $binary"
+[ -n "$deb$tree" ] || [ -f "$binary" ] || die "no binary $binary"
 [ -z "$deb" ] || [ -f "$deb" ] || die "no package $deb"
 [ -f "$testscript" ] || die "no test script $testscript"
 [ -f "$unit" ] || die "no unit file $unit"
@@ -121,7 +132,7 @@ mkdir -p "$logdir"
 touch "$logdir/.vfio-bind-e2e"
 
 # 1. Packages, kernel, cached root image.
-setup_out="$("$here/setup.sh")" || { echo "run-systemd: setup.sh failed" >&2; exit 1; }
+setup_out="$("$here/setup.sh" ${rootfs_dir:+--rootfs "$rootfs_dir"})" || { echo "run-systemd: setup.sh failed" >&2; exit 1; }
 kdir="$(echo "$setup_out" | sed -n 's/^kernel=//p')"
 kver="$(echo "$setup_out" | sed -n 's/^kver=//p')"
 image="$(echo "$setup_out" | sed -n 's/^image=//p')"
@@ -144,9 +155,13 @@ printf 'E2E_GUEST_TIMEOUT=%s\n' "$guest_timeout" >"$work/e2e.env"
 # dest:src:mode
 files=()
 links=()
-if [ -n "$deb" ]; then
-    # The package's files, at their paths (merged /usr), with their modes.
-    dpkg-deb -x "$deb" "$work/deb"
+if [ -n "$deb$tree" ]; then
+    # The package's (or the tree's) files, at their paths (merged /usr), with their modes.
+    if [ -n "$deb" ]; then
+        dpkg-deb -x "$deb" "$work/deb"
+    else
+        cp -a "$tree" "$work/deb"
+    fi
     while IFS= read -r -d '' f; do
         rel="${f#"$work/deb"}"
         dest="$rel"

@@ -18,6 +18,12 @@
 # by hand: rm -rf "$cache"/rootfs-* "$cache"/image-*).
 #
 # Cache: $VFIO_BIND_VM_CACHE (default ~/.cache/vfio-bind-vm), shared with tests/vm.
+#
+#   tests/e2e/setup.sh [--rootfs DIR]
+#
+# --rootfs DIR: the disk image is made of DIR (a cached chroot from tests/e2e/chroot.sh,
+# whose name carries its own hash, e.g. libvirt-<hash>) instead of the plain root
+# filesystem; it is cached as image-<hash>.img too, the hash covering DIR's name.
 # Prints three lines on stdout:
 #   kernel=<dir of the unpacked kernel package>   (boot/vmlinuz-*, lib/modules/<ver>)
 #   kver=<kernel version>
@@ -25,6 +31,11 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
+image_root=""
+if [ "${1:-}" = --rootfs ]; then
+    [ $# -eq 2 ] && [ -d "$2" ] || { echo "e2e-setup: --rootfs needs a directory" >&2; exit 2; }
+    image_root="$(realpath "$2")"
+fi
 cache="${VFIO_BIND_VM_CACHE:-$HOME/.cache/vfio-bind-vm}"
 mkdir -p "$cache"
 
@@ -116,6 +127,11 @@ fi
 prune="sound drivers/media drivers/net/wireless drivers/infiniband drivers/staging
 drivers/gpu/drm/amd drivers/gpu/drm/nouveau drivers/gpu/drm/i915 drivers/gpu/drm/radeon"
 ihash="$( { echo "$rhash"; echo "$kver"; echo "$prune"; } | sha256sum | cut -c1-12)"
+if [ -n "$image_root" ]; then
+    [ -f "$image_root/.complete" ] || { log "$image_root is not a complete chroot"; exit 1; }
+    rootfs="$image_root"
+    ihash="$( { basename "$image_root"; echo "$kver"; echo "$prune"; } | sha256sum | cut -c1-12)"
+fi
 image="$cache/image-$ihash.img"
 
 if [ ! -f "$image" ]; then
@@ -126,6 +142,8 @@ if [ ! -f "$image" ]; then
     # (depmod and the .complete removal replace names, they do not modify inodes).
     cp -al "$rootfs" "$stage"
     rm -f "$stage/.complete"
+    # A chroot's apt lists and the host's resolv.conf (chroot.sh) are no use in the guest.
+    [ -z "$image_root" ] || rm -rf "$stage/etc/resolv.conf" "$stage"/var/lib/apt/lists/*
     mods="$stage/lib/modules/$kver"
     mkdir -p "$stage/lib/modules"
     cp -al "$kdir/lib/modules/$kver" "$mods"

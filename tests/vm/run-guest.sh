@@ -35,6 +35,19 @@
 # modules.softdep, so vfio_iommu_type1 is not pulled in with it).
 # With --no-iommu: no intel-iommu device, no IOMMU groups, and vfio-pci cannot bind
 # (the kernel has no CONFIG_VFIO_NOIOMMU).
+#
+# --topology gpu: a single-GPU host stand-in instead, booted through UEFI (OVMF, fetched
+# by setup.sh --ovmf) so the kernel has an EFI framebuffer (efifb) on the VGA's BAR:
+#   00:00.0       q35 host bridge                            (no driver)
+#   00:02.0       std VGA 1234:1111, boot_vga=1 (the only VGA) } one IOMMU group, like a
+#   00:02.1       ich9-intel-hda 8086:293e + hda-duplex codec  } GPU and its HDMI audio
+#   00:1f.0/2/3   ICH9 LPC, SATA, SMBus                      (no drivers)
+# /init loads snd-hda-intel only (+ snd-hda-codec-generic for the codec, on request) and
+# waits for it to bind: the VGA starts with no driver, the firmware's framebuffer
+# (efi-framebuffer.0 under /sys/devices/platform, efifb) holds fbcon (vtcon1). bochs
+# (bochs-drm) is in the initramfs for the scenario to load: it removes efi-framebuffer.0 for
+# good and fbcon moves to its fbdev emulation (fb0 under 00:02.0), as on a host whose DRM
+# driver loads after the firmware console.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -50,6 +63,7 @@ while [ $# -gt 0 ]; do
     --no-iommu) iommu=0; shift ;;
     # bench: 33 e1000e for the real-kernel benchmark (bench/realkernel.sh): one alone in
     # its IOMMU group, four 8-function slots (four groups of 8); nothing else.
+    # gpu: a VGA and an HDA function in one slot, UEFI boot (see above).
     --topology) topology="$2"; shift 2 ;;
     # Another host binary (with its libraries) for the guest's /usr/bin.
     --bin) bins+=("$2"); shift 2 ;;
@@ -60,7 +74,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 if [ $# -ne 3 ]; then
-    echo "usage: $0 [--no-iommu] [--topology default|bench] [--bin PATH]... BINARY SCENARIO_SCRIPT LOGFILE" >&2
+    echo "usage: $0 [--no-iommu] [--topology default|bench|gpu] [--bin PATH]... BINARY SCENARIO_SCRIPT LOGFILE" >&2
     exit 2
 fi
 binary="$(realpath "$1")"
@@ -70,7 +84,15 @@ logfile="$(realpath -m "$3")"
 [ -f "$scenario" ] || { echo "run-guest: no scenario $scenario" >&2; exit 2; }
 
 # 1. Packages and the cached kernel.
-kdir="$("$here/setup.sh")" || { echo "run-guest: setup.sh failed" >&2; exit 1; }
+case "$topology" in default|bench|gpu) ;; *) echo "run-guest: unknown topology $topology" >&2; exit 2 ;; esac
+if [ "$topology" = gpu ]; then
+    setup_out="$("$here/setup.sh" --ovmf)" || { echo "run-guest: setup.sh failed" >&2; exit 1; }
+    kdir="$(echo "$setup_out" | sed -n 1p)"
+    ovmf="$(echo "$setup_out" | sed -n 2p)"
+    [ -f "$ovmf/OVMF_CODE_4M.fd" ] || { echo "run-guest: no OVMF_CODE_4M.fd in $ovmf" >&2; exit 1; }
+else
+    kdir="$("$here/setup.sh")" || { echo "run-guest: setup.sh failed" >&2; exit 1; }
+fi
 kver="$(ls "$kdir/lib/modules")"
 vmlinuz="$(echo "$kdir"/boot/vmlinuz-*)"
 [ -f "$vmlinuz" ] || { echo "run-guest: no vmlinuz in $kdir/boot" >&2; exit 1; }
@@ -125,7 +147,9 @@ chown 1000:1000 "$root/home/alice"
 # 2d. Kernel modules plus dependencies, then a modules.dep for the initramfs tree.
 mods="$root/lib/modules/$kver"
 mkdir -p "$mods"
-for m in vfio-pci vfio_iommu_type1 xhci_pci e1000e e1000 virtio_pci virtio_blk ext4; do
+modlist="vfio-pci vfio_iommu_type1 xhci_pci e1000e e1000 virtio_pci virtio_blk ext4"
+[ "$topology" = gpu ] && modlist="vfio-pci vfio_iommu_type1 bochs snd-hda-intel snd-hda-codec-generic"
+for m in $modlist; do
     deps="$(modprobe -d "$kdir" -S "$kver" --show-depends "$m")" ||
         { echo "run-guest: cannot resolve module $m" >&2; exit 1; }
     for ko in $(echo "$deps" | awk '$1 == "insmod" {print $2}'); do
@@ -157,8 +181,12 @@ mount -t tmpfs tmpfs /tmp
 
 # An initramfs's early hooks (run-guest.sh --preinit), before any host driver loads.
 [ -f /preinit.sh ] && . /preinit.sh
-# The drivers the devices start on.
-for m in xhci_pci e1000e e1000 virtio_pci virtio_blk; do
+# The drivers the devices start on (vm.modules= on the command line overrides them).
+modules="xhci_pci e1000e e1000 virtio_pci virtio_blk"
+for a in $(cat /proc/cmdline); do
+    case "$a" in vm.modules=*) modules="$(echo "${a#vm.modules=}" | tr , ' ')" ;; esac
+done
+for m in $modules; do
     modprobe "$m" || echo "init: modprobe $m failed"
 done
 # Wait (at most ~10 s) until each of them has bound at least one device (the drivers
@@ -202,6 +230,8 @@ if [ $iommu = 1 ]; then
     append="console=ttyS0 intel_iommu=on panic=-1 quiet"
     iommu_dev=(-device intel-iommu,intremap=off)
 fi
+# The gpu topology's start drivers, before --append's words (the last vm.* word wins).
+[ "$topology" = gpu ] && append="$append vm.modules=snd-hda-intel vm.drivers=snd_hda_intel"
 append="$append$more_append"
 
 devices=()
@@ -219,10 +249,23 @@ if [ "$topology" = bench ]; then
         done
     done
     append="$append vm.drivers=e1000e"
+elif [ "$topology" = gpu ]; then
+    cp "$ovmf/OVMF_VARS_4M.fd" "$work/vars.fd"
 fi
 
 rc=0
-if [ "$topology" = bench ]; then
+if [ "$topology" = gpu ]; then
+    # -vga none: the VGA at 00:02.0 is the only one (the boot VGA, efifb on its BAR 0).
+    timeout 300 qemu-system-x86_64 -accel tcg -M q35 -m 768 -smp 1 -nographic -no-reboot \
+        -drive if=pflash,format=raw,unit=0,readonly=on,file="$ovmf/OVMF_CODE_4M.fd" \
+        -drive if=pflash,format=raw,unit=1,file="$work/vars.fd" \
+        -kernel "$vmlinuz" -initrd "$work/initramfs.cpio" -append "$append" \
+        "${iommu_dev[@]}" -nic none -vga none \
+        -device VGA,bus=pcie.0,addr=0x2,multifunction=on \
+        -device ich9-intel-hda,bus=pcie.0,addr=0x2.0x1 \
+        -audiodev none,id=a0 -device hda-duplex,audiodev=a0 \
+        </dev/null >"$logfile" 2>&1 || rc=$?
+elif [ "$topology" = bench ]; then
     timeout 600 qemu-system-x86_64 -accel tcg -M q35 -m 768 -smp 1 -nographic -no-reboot \
         -kernel "$vmlinuz" -initrd "$work/initramfs.cpio" -append "$append" \
         "${iommu_dev[@]}" -nic none "${devices[@]}" </dev/null >"$logfile" 2>&1 || rc=$?

@@ -9,9 +9,15 @@
 #     (the completion scripts run in each shell), time (peak RSS in benches/scale.rs).
 #   - The kernel that Debian's linux-image-amd64 depends on, downloaded with
 #     `apt-get download` and unpacked into the cache (no install on this machine).
+#   - With --ovmf, also the UEFI firmware for the GPU topology (run-guest.sh --topology
+#     gpu): Debian's ovmf package, `apt-get download`ed and unpacked into the cache.
 #
-# Cache: $VFIO_BIND_VM_CACHE (default ~/.cache/vfio-bind-vm). Prints the kernel dir.
+# Cache: $VFIO_BIND_VM_CACHE (default ~/.cache/vfio-bind-vm). Prints the kernel dir; with
+# --ovmf a second line, the directory holding OVMF_CODE_4M.fd and OVMF_VARS_4M.fd.
 set -euo pipefail
+
+ovmf=0
+[ "${1:-}" = --ovmf ] && ovmf=1
 
 cache="${VFIO_BIND_VM_CACHE:-$HOME/.cache/vfio-bind-vm}"
 mkdir -p "$cache"
@@ -61,3 +67,25 @@ if [ ! -f "$kdir/.complete" ]; then
     touch "$kdir/.complete"
 fi
 echo "$kdir"
+
+[ $ovmf = 1 ] || exit 0
+# The UEFI firmware, same way: the candidate version of Debian's ovmf package.
+over="$(apt-cache policy ovmf 2>/dev/null | awk '/Candidate:/ {print $2; exit}')"
+if [ -z "$over" ] || [ "$over" = "(none)" ]; then
+    apt-get update -q >&2
+    over="$(apt-cache policy ovmf | awk '/Candidate:/ {print $2; exit}')"
+fi
+[ -n "$over" ] && [ "$over" != "(none)" ] || { echo "setup: no candidate for the ovmf package" >&2; exit 1; }
+odir="$cache/ovmf-${over//[^A-Za-z0-9.+-]/_}"
+if [ ! -f "$odir/.complete" ]; then
+    echo "setup: downloading ovmf $over" >&2
+    rm -rf "$odir" "$cache/dl-ovmf"
+    mkdir -p "$cache/dl-ovmf"
+    (cd "$cache/dl-ovmf" && apt-get download -q "ovmf=$over" >&2)
+    dpkg-deb -x "$cache"/dl-ovmf/*.deb "$cache/dl-ovmf/x"
+    mkdir -p "$odir"
+    cp "$cache"/dl-ovmf/x/usr/share/OVMF/OVMF_CODE_4M.fd "$cache"/dl-ovmf/x/usr/share/OVMF/OVMF_VARS_4M.fd "$odir/"
+    rm -rf "$cache/dl-ovmf"
+    touch "$odir/.complete"
+fi
+echo "$odir"
