@@ -115,6 +115,20 @@ fn hook_script(dir: &Path) -> PathBuf {
     p
 }
 
+/// The hook as libvirtd runs it, which must exit 0 having read all of stdin and printed
+/// nothing.
+fn hook_quietly(k: &FakeKernel, script: &Path, args: [&str; 4], xml: &str) {
+    let (o, all) = libvirt_hook(k, script, args, xml);
+    let what = args.join(" ");
+    assert_eq!(o.status.code(), Some(0), "{what}: {}", text(&o.stderr));
+    assert!(all, "{what}: stdin not read to its end");
+    assert_eq!(
+        (text(&o.stdout), text(&o.stderr)),
+        (String::new(), String::new()),
+        "{what}"
+    );
+}
+
 /// Run the hook as libvirtd does (`virHookCall` → `virCommandRun`): argv, a cleaned
 /// environment (`LC_ALL=C` and the few variables `virCommandAddEnvPassCommon` passes;
 /// `VFIO_BIND_ROOT` is the test's one addition, pointing at the fake kernel), the XML
@@ -221,19 +235,7 @@ fn the_hook_acts_only_at_prepare_begin_and_release_end_and_reads_all_its_stdin()
         ("release", "end", "-"),
     ];
     for (op, sub, extra) in ops {
-        let (o, all) = libvirt_hook(&k, &hook, ["other", op, sub, extra], &xml);
-        assert_eq!(
-            o.status.code(),
-            Some(0),
-            "other {op} {sub}: {}",
-            text(&o.stderr)
-        );
-        assert!(all, "other {op} {sub}: stdin not read to its end");
-        assert_eq!(
-            (text(&o.stdout), text(&o.stderr)),
-            (String::new(), String::new()),
-            "other {op} {sub}"
-        );
+        hook_quietly(&k, &hook, ["other", op, sub, extra], &xml);
         assert_eq!(host(&k), start, "other {op} {sub}");
     }
     // The profiled VM: prepare begin attaches (with the handover), every other
@@ -254,19 +256,7 @@ fn the_hook_acts_only_at_prepare_begin_and_release_end_and_reads_all_its_stdin()
         .chain(others)
         .chain(ops.iter().filter(|(op, _, _)| *op == "release"));
     for &(op, sub, extra) in order {
-        let (o, all) = libvirt_hook(&k, &hook, ["win11", op, sub, extra], &xml);
-        assert_eq!(
-            o.status.code(),
-            Some(0),
-            "win11 {op} {sub}: {}",
-            text(&o.stderr)
-        );
-        assert!(all, "win11 {op} {sub}: stdin not read to its end");
-        assert_eq!(
-            (text(&o.stdout), text(&o.stderr)),
-            (String::new(), String::new()),
-            "win11 {op} {sub}"
-        );
+        hook_quietly(&k, &hook, ["win11", op, sub, extra], &xml);
         if op == "release" {
             assert_eq!(host(&k), start, "win11 {op} {sub} {extra}: given back");
             assert!(!records(&t).contains("win11"), "{}", records(&t));

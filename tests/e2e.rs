@@ -183,5 +183,5 @@ fn e2e_hotplug_claims_an_added_device_and_forgets_a_removed_one() {
 /// domain and a `systemctl reload vfio-bind` while a VM holds its group.
 #[test]
 fn e2e_libvirt_hook_hands_a_group_to_a_real_libvirtd() {
-    run_driver("tests/e2e/libvirt.sh", 61);
+    run_driver("tests/e2e/libvirt.sh", 62);
 }

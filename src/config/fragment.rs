@@ -309,6 +309,21 @@ fn vm_selector(text: &Text, s: &Spanned<String>) -> Result<Selector, ConfigError
     })
 }
 
+/// `s` itself when `ok`; otherwise an error at it: `KEY: "VALUE" is not WHAT`.
+fn checked(
+    text: &Text,
+    s: &Spanned<String>,
+    ok: bool,
+    key: &str,
+    what: &str,
+) -> Result<String, ConfigError> {
+    if ok {
+        return Ok(s.get_ref().clone());
+    }
+    let v = crate::text::escape(s.get_ref());
+    Err(text.err(&s.span(), format!("{key}: \"{v}\" is not {what}")))
+}
+
 /// A systemd unit name (systemd.unit(5)): a name of `[A-Za-z0-9:_.\\@-]`, at most 255
 /// bytes, with a unit type suffix.
 fn unit_name(text: &Text, s: &Spanned<String>) -> Result<String, ConfigError> {
@@ -332,17 +347,8 @@ fn unit_name(text: &Text, s: &Spanned<String>) -> Result<String, ConfigError> {
             .all(|b| b.is_ascii_alphanumeric() || b":_.\\@-".contains(&b))
         && v.rsplit_once('.')
             .is_some_and(|(n, t)| !n.is_empty() && TYPES.contains(&t));
-    if ok {
-        Ok(v.clone())
-    } else {
-        Err(text.err(
-            &s.span(),
-            format!(
-                "stop_units: \"{}\" is not a systemd unit name (like \"display-manager.service\")",
-                crate::text::escape(v)
-            ),
-        ))
-    }
+    let what = "a systemd unit name (like \"display-manager.service\")";
+    checked(text, s, ok, "stop_units", what)
 }
 
 /// A kernel module name: `[A-Za-z0-9_-]`, at most 55 bytes (`MODULE_NAME_LEN` - 1).
@@ -353,34 +359,16 @@ fn module_name(text: &Text, s: &Spanned<String>) -> Result<String, ConfigError> 
         && !v.starts_with('-')
         && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
-        Ok(v.clone())
-    } else {
-        Err(text.err(
-            &s.span(),
-            format!(
-                "unload_modules: \"{}\" is not a kernel module name (like \"nvidia_drm\")",
-                crate::text::escape(v)
-            ),
-        ))
-    }
+    let what = "a kernel module name (like \"nvidia_drm\")";
+    checked(text, s, ok, "unload_modules", what)
 }
 
-/// A libvirt domain name as `[[vm]] name`: not empty, at most 255 bytes, no `/` (libvirt
-/// refuses it in names) and no control characters (it is used in file names and logs).
+/// A libvirt domain name as `[[vm]] name` ([`crate::vm::name::valid`]: 1 to 255 bytes,
+/// no `/`, no control characters; it is used in file names and logs).
 fn vm_name(text: &Text, s: &Spanned<String>) -> Result<String, ConfigError> {
-    let v = s.get_ref();
-    if v.is_empty() || v.len() > 255 || v.contains('/') || v.chars().any(char::is_control) {
-        return Err(text.err(
-            &s.span(),
-            format!(
-                "name: \"{}\" is not a libvirt domain name (1 to 255 bytes, no '/', no \
-                 control characters)",
-                crate::text::escape(v)
-            ),
-        ));
-    }
-    Ok(v.clone())
+    let ok = crate::vm::name::valid(s.get_ref());
+    let what = "a libvirt domain name (1 to 255 bytes, no '/', no control characters)";
+    checked(text, s, ok, "name", what)
 }
 
 /// `stop_units` and `unload_modules` are handover steps: refused without `handover`.
