@@ -180,8 +180,9 @@ fn e2e_hotplug_claims_an_added_device_and_forgets_a_removed_one() {
 /// holds /dev/vfio/<group>; `virsh destroy` gives the devices back. Controls: the same
 /// domain without a profile is refused by libvirt and nothing moves; a profile whose group
 /// holds the mounted root makes the hook fail and the start abort. Also a managed='yes'
-/// domain and a `systemctl reload vfio-bind` while a VM holds its group.
+/// domain, and a `systemctl reload vfio-bind` and a libvirtd restart while a VM holds its
+/// group.
 #[test]
 fn e2e_libvirt_hook_hands_a_group_to_a_real_libvirtd() {
-    run_driver("tests/e2e/libvirt.sh", 62);
+    run_driver("tests/e2e/libvirt.sh", 70);
 }
