@@ -460,12 +460,32 @@ fn groups_held_by_another_vm_or_open_are_refused_and_a_plain_profile_keeps_the_c
     assert_eq!(k.driver(USB).as_deref(), Some("xhci_hcd"));
     // Detaching twice does nothing.
     assert_eq!(k.run(&["detach", "usb"]).status.code(), Some(0));
+    // An attach killed half-way leaves its write-ahead record: the next attach refuses
+    // to mix with it, detach undoes it.
+    fs::create_dir_all(t.path("run/vfio-bind/vms")).unwrap();
+    fs::write(
+        t.path("run/vfio-bind/vms/usb.toml"),
+        "version = 1\nvm = \"usb\"\n[[step]]\nkind = \"vtconsole\"\nname = \"vtcon1\"\n",
+    )
+    .unwrap();
+    let o = k.run(&["attach", "usb"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("an earlier attach of it was not detached"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(k.driver(USB).as_deref(), Some("xhci_hcd"));
+    assert_eq!(k.run(&["detach", "usb"]).status.code(), Some(0));
+    assert!(!t.path("run/vfio-bind/vms/usb.toml").exists());
+    assert_eq!(k.run(&["attach", "usb"]).status.code(), Some(0));
+    assert_eq!(k.run(&["detach", "usb"]).status.code(), Some(0));
     assert_eq!(host(&k)[3], start[3]);
 }
 
 #[test]
 fn vm_profiles_are_validated_with_file_line_column_before_anything_is_touched() {
-    let cases: [(&str, &str); 8] = [
+    let cases: [(&str, &str); 9] = [
         (
             "[[vm]]\nhandover = true\n",
             ":1:1: a [[vm]] profile needs `name`",
@@ -497,6 +517,10 @@ fn vm_profiles_are_validated_with_file_line_column_before_anything_is_touched() 
         (
             "[[vm]]\nname = \"a/b\"\n",
             ":2:8: name: \"a/b\" is not a libvirt domain name",
+        ),
+        (
+            "[[vm]]\nname = \"a\"\nhandover = true\nstop_units = [\"getty@.service\"]\n",
+            ":4:15: stop_units: \"getty@.service\" is not a systemd unit name",
         ),
     ];
     for (cfg, want) in cases {
@@ -631,7 +655,7 @@ fn an_open_group_node_blocks_attach_and_detach_and_a_broken_config_blocks_prepar
     assert_eq!(o.status.code(), Some(1));
     assert!(
         text(&o.stderr).contains(
-            "/dev/vfio/9 is still open by pid 777 (qemu-system-x86): is the VM still running?"
+            "IOMMU group 9 is in use: pid 777 (qemu-system-x86) holds /dev/vfio/9 of 0000:03:00.0; not released"
         ),
         "{}",
         text(&o.stderr)
@@ -674,6 +698,32 @@ fn an_open_group_node_blocks_attach_and_detach_and_a_broken_config_blocks_prepar
         "{}",
         text(&o.stderr)
     );
+    // A group the boot-time config bound, used by a VM, then dropped from the config:
+    // apply does not release it while it is open (vfio-pci's remove would block).
+    fs::remove_file(t.path("proc/777/fd/30")).unwrap();
+    assert_eq!(k.run(&["release", USB]).status.code(), Some(0));
+    fs::write(
+        t.path("etc/vfio-bind.toml"),
+        format!("[[device]]\naddress = \"{USB}\"\n"),
+    )
+    .unwrap();
+    assert_eq!(k.run(&["apply"]).status.code(), Some(0));
+    let _ = fs::remove_file(&node);
+    symlink("/dev/null", &node).unwrap();
+    symlink("/dev/null", t.path("proc/777/fd/30")).unwrap();
+    fs::write(t.path("etc/vfio-bind.toml"), "").unwrap();
+    let o = k.run(&["--hold-timeout", "200", "apply"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("IOMMU group 9 is in use: pid 777"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(k.driver(USB).as_deref(), Some("vfio-pci"));
+    fs::remove_file(t.path("proc/777/fd/30")).unwrap();
+    let o = k.run(&["apply"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(k.driver(USB).as_deref(), Some("xhci_hcd"));
     // A config that cannot be read fails prepare (one line) and never blocks release.
     fs::write(t.path("etc/vfio-bind.toml"), "[[vm]\nname = \"usb\"\n").unwrap();
     let bin = tempfile::tempdir().unwrap();

@@ -93,6 +93,17 @@ pub enum ApplyError {
         /// The device whose bind was in progress, if one was.
         device: Option<PciAddress>,
     },
+    /// A group on a vfio driver is open (a VM or another program uses it): releasing it
+    /// would block in the kernel (vfio-pci's remove waits for the device to be closed).
+    #[error(
+        "IOMMU group {group} is in use: {holders}; not released (stop the VM or program first)"
+    )]
+    InUse {
+        /// The IOMMU group.
+        group: u32,
+        /// Who holds which node (`pid 777 (qemu-system-x86) holds /dev/vfio/9 of ...`).
+        holders: String,
+    },
     /// The plan refused the group (see the refusals).
     #[error("group {group} refused: {reasons}")]
     Refused {

@@ -30,7 +30,7 @@ use crate::pci::PciAddress;
 use crate::plan::model::{Action, GroupPlan, Refusal};
 use crate::root::Root;
 use crate::state::State;
-use crate::vm::holders::{self, Node};
+use crate::vm::holders;
 use crate::vm::record::{self, VmRecord};
 use crate::vm::{handover, profile, xml};
 
@@ -97,6 +97,9 @@ pub fn attach_profile(
         ..
     } = ctx.plan_config(vm_config, Some(&format!("attach {}", vm.name)))?;
     check(ctx, config, vm, &host, &state, &mut plan)?;
+    if already_attached(ctx, vm, &state, &plan)? {
+        return Ok(0);
+    }
     let members: Vec<PciAddress> = plan
         .groups
         .iter()
@@ -104,12 +107,12 @@ pub fn attach_profile(
         .filter(|m| m.action != Action::Bridge)
         .map(|m| m.address)
         .collect();
-    let mut rec = record::load(&ctx.root, &vm.name)?.unwrap_or_else(|| VmRecord::new(&vm.name));
+    let mut rec = VmRecord::new(&vm.name);
     let opts = Options {
         vm: Some(Arc::from(vm.name.as_str())),
         ..ctx.options.clone()
     };
-    let mut bound = Vec::new();
+    let mut done = Progress::default();
     let result = take(
         ctx,
         vm,
@@ -119,21 +122,14 @@ pub fn attach_profile(
         &mut state,
         &owners,
         &opts,
-        &mut bound,
+        &mut done,
     );
+    let groups: Vec<u32> = plan.groups.iter().map(|g| g.group).collect();
     match result {
-        Ok(()) => {
-            if rec.steps.is_empty() {
-                record::remove(&ctx.root, &vm.name)?;
-            }
-            let groups: Vec<String> = plan.groups.iter().map(|g| g.group.to_string()).collect();
-            log::info!(VFIO_BIND_ACTION = "attach"; "VM {}: attached: {} device(s) in IOMMU group(s) {} on {}",
-                vm.name, members.len(), if groups.is_empty() { "-".into() } else { groups.join(", ") }, vm.driver);
-            Ok(0)
-        }
+        Ok(()) => attached(ctx, vm, &rec, &groups, members.len()),
         Err(e) => {
             log::error!("VM {}: {e}; undoing the attach", vm.name);
-            let undo = undo_attach(ctx, &bound, &rec, &mut state, &opts);
+            let undo = undo_attach(ctx, done, &rec, &mut state, &opts);
             let tail = if undo.is_empty() {
                 "everything was undone".to_string()
             } else {
@@ -145,6 +141,30 @@ pub fn attach_profile(
             )))
         }
     }
+}
+
+/// A successful attach: its record kept only when it holds steps; the journal line.
+///
+/// Errors: [`Error::State`] when an empty record cannot be removed.
+fn attached(
+    ctx: &Context,
+    vm: &VmProfile,
+    rec: &VmRecord,
+    groups: &[u32],
+    devices: usize,
+) -> Result<u8, Error> {
+    if rec.steps.is_empty() {
+        record::remove(&ctx.root, &vm.name)?;
+    }
+    let groups: Vec<String> = groups.iter().map(u32::to_string).collect();
+    let groups = if groups.is_empty() {
+        "-".to_string()
+    } else {
+        groups.join(", ")
+    };
+    log::info!(VFIO_BIND_ACTION = "attach"; "VM {}: attached: {devices} device(s) in IOMMU group(s) {groups} on {}",
+        vm.name, vm.driver);
+    Ok(0)
 }
 
 /// The config planned for `vm`: its devices as entries; `None` when the domain XML
@@ -273,40 +293,75 @@ fn ownership_refusals(root: &Root, g: &GroupPlan, state: &State, vm: &str) -> Ve
         }
     }
     if out.is_empty() && !ours {
-        if let Some(n) = vfio_node(root, g.group) {
-            for h in holders::holders(root, &[n]) {
-                out.push(Refusal {
-                    member: format!("/dev/vfio/{}", g.group),
-                    reason: format!(
-                        "is open by pid {} ({}): another VM or program uses the group",
-                        h.pid,
-                        crate::text::escape(&h.comm)
-                    ),
-                });
-            }
+        let on_vfio: Vec<PciAddress> = g
+            .members
+            .iter()
+            .filter(|m| {
+                m.driver
+                    .as_ref()
+                    .is_some_and(crate::driver::Driver::is_vfio)
+            })
+            .map(|m| m.address)
+            .collect();
+        for h in holders::holders(root, &holders::group_nodes(root, g.group, &on_vfio)) {
+            out.push(Refusal {
+                member: h.node.name.clone(),
+                reason: format!(
+                    "is open by pid {} ({}): another VM or program uses the group",
+                    h.pid,
+                    crate::text::escape(&h.comm)
+                ),
+            });
         }
     }
     out
 }
 
-/// `/dev/vfio/<group>` as a node to look for holders of, when it exists.
-fn vfio_node(root: &Root, group: u32) -> Option<Node> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let path = root.vfio_node(group);
-    let m = std::fs::metadata(&path).ok()?;
-    m.file_type().is_char_device().then(|| Node {
-        rdev: m.rdev(),
-        name: format!("/dev/vfio/{group}"),
-        device: PciAddress {
-            domain: 0,
-            bus: 0,
-            device: 0,
-            function: 0,
-        },
-    })
+/// True when `vm` is attached already and `plan` has nothing left to write (a repeated
+/// attach: nothing to do, exit 0).
+///
+/// Errors: [`Error::Failed`] when it is attached (records or a handover record from an
+/// earlier attach not yet detached, possibly one killed half-way) and the plan would
+/// still change something: a second attach would mix its undo with the first's.
+fn already_attached(
+    ctx: &Context,
+    vm: &VmProfile,
+    state: &State,
+    plan: &crate::plan::Plan,
+) -> Result<bool, Error> {
+    let recorded = state
+        .records()
+        .any(|(_, r)| r.vm.as_deref() == Some(vm.name.as_str()));
+    if !recorded && record::load(&ctx.root, &vm.name)?.is_none() {
+        return Ok(false);
+    }
+    let writes = plan
+        .groups
+        .iter()
+        .flat_map(|g| g.members.iter())
+        .any(|m| m.action.writes());
+    if !writes {
+        log::info!("VM {}: attached already; nothing to do", vm.name);
+        return Ok(true);
+    }
+    let name = crate::text::escape(&vm.name);
+    let line = format!(
+        "VM {name}: not attached: an earlier attach of it was not detached (see `vfio-bind \
+         status`); run `vfio-bind detach {name}` first"
+    );
+    log::error!("{line}");
+    Err(Error::Failed(line))
 }
 
-/// The attach's steps after planning; `bound` collects the groups bound in this run.
+/// What an attach did so far, for its undo: the groups bound in this run, and what a
+/// group's own rollback could not undo.
+#[derive(Default)]
+struct Progress {
+    bound: Vec<u32>,
+    leftover: Vec<String>,
+}
+
+/// The attach's steps after planning; `done` collects what was done.
 #[allow(clippy::too_many_arguments)]
 fn take(
     ctx: &Context,
@@ -317,7 +372,7 @@ fn take(
     state: &mut State,
     owners: &crate::owner::Owners,
     opts: &Options,
-    bound: &mut Vec<u32>,
+    done: &mut Progress,
 ) -> Result<(), String> {
     if vm.handover {
         handover::take_console(&ctx.root, vm, members, rec)?;
@@ -348,8 +403,10 @@ fn take(
         }
         let out = apply::group::apply_group(&ctx.root, g, owners.get(&g.group), state, opts);
         if !out.changed.is_empty() && out.result.is_ok() {
-            bound.push(g.group);
+            done.bound.push(g.group);
         }
+        done.leftover
+            .extend(out.rollback_errors.iter().map(ToString::to_string));
         if let Err(e) = out.result {
             return Err(e.to_string());
         }
@@ -361,13 +418,13 @@ fn take(
 /// console back. Returns the errors.
 fn undo_attach(
     ctx: &Context,
-    bound: &[u32],
+    done: Progress,
     rec: &VmRecord,
     state: &mut State,
     opts: &Options,
 ) -> Vec<String> {
-    let mut errors = Vec::new();
-    for &g in bound.iter().rev() {
+    let mut errors = done.leftover;
+    for &g in done.bound.iter().rev() {
         let targets = targets(&ctx.root, state, |_, r| {
             r.group == g && r.vm.as_deref() == opts.vm.as_deref()
         });
@@ -378,7 +435,11 @@ fn undo_attach(
                 .map(|e| e.to_string()),
         );
     }
-    errors.extend(handover::give_back(&ctx.root, rec));
+    // The console is given back only when the devices are: a GPU still on vfio-pci must
+    // not get its display manager back (detach finishes both).
+    if errors.is_empty() {
+        errors.extend(handover::give_back(&ctx.root, rec));
+    }
     if errors.is_empty() {
         if let Err(e) = record::remove(&ctx.root, &rec.vm) {
             errors.push(e.to_string());
@@ -430,23 +491,8 @@ pub fn detach(ctx: &Context, vm: &str) -> Result<u8, Error> {
     let targets = targets(&ctx.root, &state, |_, r| r.vm.as_deref() == Some(vm));
     let groups: BTreeSet<u32> = targets.iter().filter_map(|t| t.group).collect();
     let mut failed = false;
-    // A group still open (the VM still running) cannot be given back: vfio-pci's remove
-    // waits for the device to be released. Wait for it within the bound, as for holders.
-    let nodes: Vec<Node> = groups
-        .iter()
-        .filter_map(|&g| vfio_node(&ctx.root, g))
-        .collect();
-    if let Err(held) = holders::wait_released(&ctx.root, &nodes, ctx.options.hold_timeout) {
-        for h in held {
-            log::error!(
-                "VM {vm}: {} is still open by pid {} ({}): is the VM still running? Not detaching",
-                h.node.name,
-                h.pid,
-                crate::text::escape(&h.comm)
-            );
-        }
-        return Ok(1);
-    }
+    // A group still open (the VM still running) is not given back (release_groups waits
+    // --hold-timeout for it, then refuses): nor is the console then.
     let (outs, stopped) = release::release_groups(&ctx.root, targets, &mut state, &ctx.options);
     for o in &outs {
         match &o.result {
@@ -458,6 +504,13 @@ pub fn detach(ctx: &Context, vm: &str) -> Result<u8, Error> {
         }
     }
     if stopped.is_some() {
+        return Ok(1);
+    }
+    if failed {
+        log::error!(
+            "VM {vm}: not every device was given back; the console stays handed over \
+             (is the VM still running? `vfio-bind detach {vm}` tries again)"
+        );
         return Ok(1);
     }
     if let Some(rec) = rec {

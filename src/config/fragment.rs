@@ -325,7 +325,8 @@ fn checked(
 }
 
 /// A systemd unit name (systemd.unit(5)): a name of `[A-Za-z0-9:_.\\@-]`, at most 255
-/// bytes, with a unit type suffix.
+/// bytes, with a unit type suffix; a template without its instance (`foo@.service`)
+/// cannot be started or stopped.
 fn unit_name(text: &Text, s: &Spanned<String>) -> Result<String, ConfigError> {
     const TYPES: [&str; 11] = [
         "service",
@@ -346,7 +347,7 @@ fn unit_name(text: &Text, s: &Spanned<String>) -> Result<String, ConfigError> {
         && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b":_.\\@-".contains(&b))
         && v.rsplit_once('.')
-            .is_some_and(|(n, t)| !n.is_empty() && TYPES.contains(&t));
+            .is_some_and(|(n, t)| !n.is_empty() && !n.ends_with('@') && TYPES.contains(&t));
     let what = "a systemd unit name (like \"display-manager.service\")";
     checked(text, s, ok, "stop_units", what)
 }

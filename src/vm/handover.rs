@@ -8,14 +8,14 @@
 //! The steps, in order:
 //! 1. stop `display-manager.service` (the alias every systemd display manager installs)
 //!    and the profile's `stop_units`, each only when active (`systemctl is-active`);
-//! 2. unbind the firmware framebuffer that sits on a member: a `efi-framebuffer.N`,
+//! 2. unbind the framebuffer vtconsoles (`/sys/class/vtconsole/vtconN`, `name` saying
+//!    "frame buffer"; `Documentation/driver-api/console.rst`) when a framebuffer of a
+//!    member (or the firmware one on it) carries the console;
+//! 3. unbind the firmware framebuffer that sits on a member: a `efi-framebuffer.N`,
 //!    `simple-framebuffer.N` or `vesa-framebuffer.N` platform device beneath a member's
 //!    sysfs directory, or whose memory lies inside a member's BAR (`/proc/iomem`); native
 //!    DRM drivers and vfio-pci remove it themselves for VGA-class devices
 //!    (`drivers/video/aperture.c`), not for 0x0380 display controllers;
-//! 3. unbind the framebuffer vtconsoles (`/sys/class/vtconsole/vtconN`, `name` saying
-//!    "frame buffer"; `Documentation/driver-api/console.rst`) when a framebuffer of a
-//!    member (or the firmware one on it) carries the console;
 //! 4. (after the holder wait, [`crate::vm::holders`]) unload `unload_modules`, each only
 //!    when loaded (`/sys/module/<name>`).
 //!
@@ -249,7 +249,7 @@ fn fb_vtconsoles(root: &Root) -> Vec<(String, PathBuf, bool)> {
     out
 }
 
-/// Steps 1 to 3: units, the firmware framebuffer, the framebuffer vtconsoles; each
+/// Steps 1 to 3: units, the framebuffer vtconsoles, the firmware framebuffer; each
 /// recorded in `rec` (saved) before it is taken.
 ///
 /// Errors: the first step that failed, in words (the command and its exit status, or
@@ -264,6 +264,21 @@ pub fn take_console(
     stop_units(root, vm, rec)?;
     let firmware = firmware_framebuffers(root, members);
     let console = console_on(root, members, &firmware);
+    // The consoles first, then the framebuffer under them: unregistering the only
+    // framebuffer makes fbcon drop its vtconsole unrecorded, and unbinding one fbcon
+    // still draws on is where fbcon has crashed.
+    if console {
+        for (name, dir, bound) in fb_vtconsoles(root) {
+            if !bound {
+                continue;
+            }
+            save(root, rec, Step::Vtconsole { name: name.clone() })?;
+            log::info!(VFIO_BIND_ACTION = "unbind-vtconsole"; "VM {}: unbinding the framebuffer console {name}", vm.name);
+            write_attr(&name, &dir.join("bind"), "0").map_err(|e| e.to_string())?;
+        }
+    } else {
+        log::debug!("VM {}: no framebuffer console on its devices", vm.name);
+    }
     for (device, driver) in &firmware {
         save(
             root,
@@ -276,18 +291,6 @@ pub fn take_console(
         log::info!(VFIO_BIND_ACTION = "unbind-framebuffer"; "VM {}: unbinding {device} from {driver}", vm.name);
         let unbind = root.path(format!("/sys/bus/platform/drivers/{driver}/unbind"));
         write_attr(device, &unbind, device).map_err(|e| e.to_string())?;
-    }
-    if !console {
-        log::debug!("VM {}: no framebuffer console on its devices", vm.name);
-        return Ok(());
-    }
-    for (name, dir, bound) in fb_vtconsoles(root) {
-        if !bound {
-            continue;
-        }
-        save(root, rec, Step::Vtconsole { name: name.clone() })?;
-        log::info!(VFIO_BIND_ACTION = "unbind-vtconsole"; "VM {}: unbinding the framebuffer console {name}", vm.name);
-        write_attr(&name, &dir.join("bind"), "0").map_err(|e| e.to_string())?;
     }
     Ok(())
 }

@@ -118,6 +118,32 @@ pub fn nodes(root: &Root, devices: &[PciAddress]) -> Vec<Node> {
     out
 }
 
+/// `/dev/vfio/<group>` as a node to look for holders of, when it exists and is a
+/// character device.
+pub fn vfio_group_node(root: &Root, group: u32, device: PciAddress) -> Option<Node> {
+    let m = fs::metadata(root.vfio_node(group)).ok()?;
+    m.file_type().is_char_device().then(|| Node {
+        rdev: m.rdev(),
+        name: format!("/dev/vfio/{group}"),
+        device,
+    })
+}
+
+/// Every node a VM (or any VFIO user) may hold of a group: `/dev/vfio/<group>` and the
+/// members' own nodes, among them the per-device `vfio-dev/vfioN` of the iommufd cdev
+/// interface (`Documentation/driver-api/vfio.rst`, "VFIO device cdev").
+pub fn group_nodes(root: &Root, group: u32, members: &[PciAddress]) -> Vec<Node> {
+    let first = members.first().copied().unwrap_or(PciAddress {
+        domain: 0,
+        bus: 0,
+        device: 0,
+        function: 0,
+    });
+    let mut out: Vec<Node> = vfio_group_node(root, group, first).into_iter().collect();
+    out.extend(nodes(root, members));
+    out
+}
+
 /// The processes (other than this one) holding any of `nodes` open now, by pid.
 pub fn holders(root: &Root, nodes: &[Node]) -> Vec<Holder> {
     if nodes.is_empty() {
@@ -140,8 +166,11 @@ pub fn holders(root: &Root, nodes: &[Node]) -> Vec<Holder> {
         let Ok(fds) = fs::read_dir(dir.join("fd")) else {
             continue;
         };
+        // Only descriptors whose target is under /dev are stat'ed: following every
+        // descriptor would block on a file of a hung network or FUSE mount.
         let mut held: Vec<&Node> = fds
             .flatten()
+            .filter(|fd| fs::read_link(fd.path()).is_ok_and(|t| t.starts_with("/dev/")))
             .filter_map(|fd| fs::metadata(fd.path()).ok())
             .filter(|m| m.file_type().is_char_device())
             .filter_map(|m| by_rdev.get(&m.rdev()).copied())
