@@ -133,6 +133,14 @@ pub enum Command {
         #[arg(value_name = "VM|ADDR")]
         targets: Vec<String>,
     },
+    /// Config entries from a VFIO guide's leftovers on this host (modprobe ids=, binding
+    /// scripts, libvirt hook scripts), printed as TOML; lists what can be removed after.
+    Import {
+        /// Create /etc/vfio-bind.d/50-imported.toml instead of printing (never replaces it,
+        /// never edits the files read).
+        #[arg(long)]
+        write: bool,
+    },
     /// The libvirt QEMU hook (installed as /etc/libvirt/hooks/qemu.d/vfio-bind): reads
     /// the domain XML on stdin; `prepare begin` attaches, `release end` detaches.
     #[command(hide = true)]

@@ -56,6 +56,7 @@ fn dispatch(ctx: &Context, command: Command) -> Result<u8, Error> {
         Command::Attach { vm, xml } => attach(ctx, &vm, xml.as_deref()),
         Command::Detach { vm } => cmd::attach::detach(ctx, &vm),
         Command::Emit { format, targets } => cmd::emit::run(ctx, format, &targets),
+        Command::Import { write } => cmd::import::run(ctx, write),
         Command::Hook {
             vm,
             op,

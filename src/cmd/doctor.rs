@@ -132,16 +132,33 @@ fn iommu_groups(root: &Root, host: &Host) -> Finding {
             "no IOMMU groups in /sys/kernel/iommu_groups: the IOMMU is off",
         )
         .fix(
-            "enable VT-d (Intel) or AMD-Vi/IOMMU (AMD) in the firmware setup; on Intel add \
-                     intel_iommu=on to the kernel command line (/etc/default/grub, \
-                     GRUB_CMDLINE_LINUX; AMD enables it by default, amd_iommu=on if it was turned \
-                     off), update-grub, reboot",
+            "enable VT-d (Intel) or AMD-Vi/IOMMU (AMD) in the firmware setup; the \
+             `kernel command line` check below names what to add for this host's bootloader",
         )
     }
 }
 
-/// The IOMMU options on the kernel command line.
+/// The arguments to add and to remove: `intel_iommu=on` when `intel_off`, `amd_iommu=on`
+/// in place of `amd_iommu=off`.
+fn missing(args: &[&str], intel_off: bool) -> (Vec<&'static str>, Vec<&'static str>) {
+    let mut add = Vec::new();
+    let mut remove = Vec::new();
+    if intel_off {
+        add.push("intel_iommu=on");
+    }
+    if args.contains(&"amd_iommu=off") {
+        add.push("amd_iommu=on");
+        remove.push("amd_iommu=off");
+    }
+    (add, remove)
+}
+
+/// The IOMMU options on the kernel command line, with the exact command for this host's
+/// bootloader ([`crate::host::boot`]) that adds what is missing: `intel_iommu=on` on an
+/// Intel host whose IOMMU is off, `amd_iommu=on` only where `amd_iommu=off` turned it off,
+/// `iommu=pt` as an option.
 fn cmdline(root: &Root, host: &Host, vendor: &str) -> Finding {
+    use crate::host::boot;
     let cmdline = read(root, "/proc/cmdline");
     let args: Vec<&str> = cmdline.split_whitespace().collect();
     let intel = vendor == "GenuineIntel";
@@ -158,12 +175,43 @@ fn cmdline(root: &Root, host: &Host, vendor: &str) -> Finding {
     } else {
         iommu_args.join(" ")
     };
-    if intel && !has("intel_iommu=on") && !host.iommu_enabled() {
-        finding(Severity::Fail, "kernel command line", detail)
-            .fix("add intel_iommu=on (Intel kernels before 6.2 leave the IOMMU off without it)")
+    let (add, remove) = missing(
+        &args,
+        intel && !has("intel_iommu=on") && !host.iommu_enabled(),
+    );
+    let detection = boot::detect(root);
+    let how = |add: &[&str], remove: &[&str]| match &detection.loader {
+        Some(l) => boot::fix(root, l, add, remove),
+        None => format!(
+            "add {} to the kernel command line in your bootloader's configuration (could \
+             not tell which bootloader this host uses: looked for {}, found none)",
+            add.join(" "),
+            boot::looked_at(&detection)
+        ),
+    };
+    if !add.is_empty() {
+        let why = if intel {
+            " (Intel kernels before 6.2 leave the IOMMU off without it)"
+        } else {
+            ""
+        };
+        finding(
+            Severity::Fail,
+            "kernel command line",
+            format!("{detail}{why}"),
+        )
+        .fix(how(&add, &remove))
     } else if !args.contains(&"iommu=pt") {
-        finding(Severity::Info, "kernel command line", format!("{detail}; iommu=pt not set"))
-            .fix("iommu=pt keeps host devices in passthrough mode (less IOMMU overhead for the host); optional")
+        finding(
+            Severity::Info,
+            "kernel command line",
+            format!("{detail}; iommu=pt not set"),
+        )
+        .fix(format!(
+            "optional: iommu=pt keeps host devices in passthrough mode (less IOMMU \
+                 overhead for the host): {}",
+            how(&["iommu=pt"], &[])
+        ))
     } else {
         finding(Severity::Ok, "kernel command line", detail)
     }
@@ -198,21 +246,6 @@ fn interrupt_remapping(root: &Root) -> Finding {
     }
 }
 
-/// Is module `name` (as in modules.dep, `-`/`_` alike) built in or available?
-fn module_known(root: &Root, release: &str, name: &str) -> bool {
-    let norm = |s: &str| s.replace('-', "_");
-    let want = format!("/{}.ko", norm(name));
-    ["modules.dep", "modules.builtin"].iter().any(|f| {
-        read(root, &format!("/lib/modules/{release}/{f}"))
-            .lines()
-            .filter_map(|l| l.split(':').next())
-            .any(|p| {
-                let p = norm(p);
-                p.ends_with(&want) || p.contains(&format!("{want}."))
-            })
-    })
-}
-
 fn modules(root: &Root, driver: &str) -> Vec<Finding> {
     let release = read(root, "/proc/sys/kernel/osrelease").trim().to_string();
     let loaded = root.driver_dir(driver).is_dir();
@@ -223,7 +256,7 @@ fn modules(root: &Root, driver: &str) -> Vec<Finding> {
             "vfio modules",
             format!("{driver} loaded"),
         ));
-    } else if module_known(root, &release, driver) {
+    } else if crate::host::leftovers::module_known(root, &release, driver) {
         out.push(finding(
             Severity::Ok,
             "vfio modules",
@@ -347,6 +380,7 @@ fn config_findings(ctx: &Context, host: &Host, guest_mib: u64) -> (String, Vec<F
     };
     let mut out = vec![finding(Severity::Ok, "config", config_summary(&c))];
     out.push(early_boot(root, &c));
+    out.extend(leftovers(root, host, &c));
     out.extend(libvirt(root, host, &c));
     let user = c
         .entries
@@ -391,6 +425,131 @@ fn early_boot(root: &Root, c: &Config) -> Finding {
         Some(s) => finding(Severity::Warn, "early boot", s.to_string())
             .fix(format!("run `{}`", family.rebuild())),
     }
+}
+
+/// What the guides left on this host ([`crate::host::leftovers`]), judged against the
+/// config ([`crate::plan::leftovers`]), and whether the initramfs still carries the
+/// modprobe options of before the last change to `/etc/modprobe.d`.
+fn leftovers(root: &Root, host: &Host, c: &Config) -> Vec<Finding> {
+    use crate::host::leftovers as lh;
+    use crate::plan::leftovers::{self as lp, Level};
+    let found = lh::read(root);
+    let facts_config = configured(host, c);
+    let release = lh::release(root);
+    let outside: Vec<crate::pci::PciAddress> = host
+        .devices
+        .keys()
+        .filter(|a| !facts_config.0.contains_key(a))
+        .copied()
+        .collect();
+    let known = |m: &str| lh::module_known(root, &release, m);
+    let victims = |m: &str| lh::driven_by(root, &release, m, &outside);
+    let facts = lp::Facts {
+        configured: facts_config.0,
+        configured_ids: facts_config.1,
+        release: release.clone(),
+        known: &known,
+        victims: &victims,
+    };
+    let mut out: Vec<Finding> = lp::judge(&found, &facts)
+        .into_iter()
+        .map(|j| {
+            let sev = match j.level {
+                Level::Info => Severity::Info,
+                Level::Warn => Severity::Warn,
+            };
+            finding(sev, "leftover", j.message).fix(j.fix)
+        })
+        .collect();
+    out.extend(initramfs_carries(root, &found));
+    if out.is_empty() {
+        out.push(finding(
+            Severity::Ok,
+            "leftover",
+            "no guide leftovers in modprobe.d, module lists, units or scripts",
+        ));
+    }
+    out
+}
+
+/// Whether the initramfs still carries the modprobe options of before the last change
+/// to `/etc/modprobe.d` (or carries the leftover options found).
+fn initramfs_carries(root: &Root, found: &[crate::host::leftovers::Leftover]) -> Option<Finding> {
+    use crate::host::leftovers as lh;
+    let modprobe_options = found.iter().any(|l| {
+        use lh::Kind::*;
+        matches!(l.kind, VfioIds(_) | Softdep(_) | Blacklist(_) | DisableVga)
+    });
+    let (family, image, built) = crate::host::initramfs::image(root)?;
+    let image = Path::new("/").join(image.strip_prefix(root.base()).unwrap_or(&image));
+    let changed = lh::modprobe_changed(root);
+    if changed.is_some_and(|t| t > built) {
+        return Some(
+            finding(
+                Severity::Warn,
+                "leftover",
+                format!(
+                    "the initramfs {} is older than the last change in /etc/modprobe.d: \
+                         it still carries the modprobe options of before",
+                    image.display()
+                ),
+            )
+            .fix(format!("rebuild it: `{}`", family.rebuild())),
+        );
+    } else if modprobe_options {
+        return Some(
+            finding(
+                Severity::Info,
+                "leftover",
+                format!(
+                    "the initramfs {} carries these modprobe options too",
+                    image.display()
+                ),
+            )
+            .fix(format!(
+                "after removing them, rebuild it: `{}`",
+                family.rebuild()
+            )),
+        );
+    }
+    None
+}
+
+/// The devices the config's `[[device]]` entries bind (all members of their groups) and
+/// the IDs they name, each with the entry.
+type Configured = (
+    std::collections::BTreeMap<crate::pci::PciAddress, String>,
+    std::collections::BTreeMap<crate::pci::PciId, String>,
+);
+
+fn configured(host: &Host, c: &Config) -> Configured {
+    let mut addrs = std::collections::BTreeMap::new();
+    let mut ids = std::collections::BTreeMap::new();
+    for e in &c.entries {
+        if let crate::config::Selector::Id(id) = e.selector {
+            ids.insert(id, format!("device[{}]", e.index));
+        }
+    }
+    if let Ok(sel) = plan::select::select(c, host) {
+        for (g, entries) in &sel.groups {
+            let label = entries
+                .first()
+                .map(|e| format!("device[{}]", e.index))
+                .unwrap_or_default();
+            for a in host
+                .groups
+                .get(g)
+                .map(|g| g.devices.as_slice())
+                .unwrap_or_default()
+            {
+                addrs.insert(*a, label.clone());
+                if let Some(d) = host.devices.get(a) {
+                    ids.entry(d.id).or_insert_with(|| label.clone());
+                }
+            }
+        }
+    }
+    (addrs, ids)
 }
 
 /// The `[[vm]]` profiles against libvirt's files: vfio-bind's hook installed, and no

@@ -24,6 +24,7 @@ pub mod doctor;
 pub mod emit;
 pub mod hook;
 pub mod hotplug;
+pub mod import;
 pub mod list;
 pub mod release;
 pub mod status;

@@ -125,6 +125,19 @@ pub fn family(root: &Root) -> Option<Family> {
         .filter(|f| integration_file(root, *f).is_some())
 }
 
+/// The initramfs generator this host has (whether vfio-bind's integration is installed or
+/// not) and the newest image of the running kernel it made, with its modification time.
+pub fn image(root: &Root) -> Option<(Family, PathBuf, SystemTime)> {
+    let family = [Family::InitramfsTools, Family::Dracut, Family::Mkinitcpio]
+        .into_iter()
+        .find(|f| f.generator().iter().any(|g| root.path(g).is_file()))?;
+    images(root, family)
+        .into_iter()
+        .filter_map(|p| mtime(&p).map(|t| (p, t)))
+        .max_by_key(|(_, t)| *t)
+        .map(|(p, t)| (family, p, t))
+}
+
 fn integration_file(root: &Root, f: Family) -> Option<PathBuf> {
     f.integration()
         .iter()

@@ -58,27 +58,17 @@ pub fn domain_xml(root: &Root, vm: &str) -> Option<(PathBuf, String)> {
     Some((p, text))
 }
 
-/// libvirt's node device names in `text`: `pci_dddd_bb_dd_f` (hex), with their lines.
+/// The PCI addresses in `text` (libvirt's `pci_dddd_bb_dd_f` names and BDFs), with
+/// their lines.
 fn names(text: &str) -> Vec<(usize, PciAddress)> {
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let mut rest = line;
-        while let Some(at) = rest.find("pci_") {
-            let tail = &rest[at + 4..];
-            let token: String = tail
-                .chars()
-                .take_while(|c| c.is_ascii_hexdigit() || *c == '_')
-                .collect();
-            let parts: Vec<&str> = token.split('_').collect();
-            if let [d, b, s, f, ..] = parts[..] {
-                if let Ok(a) = format!("{d}:{b}:{s}.{f}").parse::<PciAddress>() {
-                    out.push((i + 1, a));
-                }
-            }
-            rest = &tail[token.len()..];
-        }
-    }
-    out
+    text.lines()
+        .enumerate()
+        .flat_map(|(i, l)| {
+            crate::host::leftovers::addresses(l)
+                .into_iter()
+                .map(move |a| (i + 1, a))
+        })
+        .collect()
 }
 
 fn scripts(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {

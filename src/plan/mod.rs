@@ -19,6 +19,7 @@
 
 pub mod group;
 pub mod guard;
+pub mod leftovers;
 pub mod model;
 pub mod node;
 pub mod release;
