@@ -56,6 +56,8 @@ fn collect(ctx: &Context, host: &Host, config: &Config, found: &[Leftover]) -> I
                 .collect()
         })
         .unwrap_or_default();
+    // IDs the config names, and the IDs of the devices it binds: an `ids=` of those
+    // would take the same devices a second time.
     let named_ids: BTreeSet<PciId> = config
         .entries
         .iter()
@@ -63,6 +65,11 @@ fn collect(ctx: &Context, host: &Host, config: &Config, found: &[Leftover]) -> I
             Selector::Id(i) => Some(i),
             Selector::Address(_) => None,
         })
+        .chain(
+            bound
+                .iter()
+                .filter_map(|a| host.devices.get(a).map(|d| d.id)),
+        )
         .collect();
     let mut im = Import::default();
     for l in found {
@@ -190,7 +197,7 @@ fn removable(found: &[Leftover]) {
                 Kind::Softdep(_) => "softdep ... pre: vfio-pci",
                 Kind::DisableVga => "disable_vga=1",
                 Kind::Load(m) if m.replace('-', "_").starts_with("vfio") => {
-                    "a vfio module to load (vfio-bind loads vfio-pci itself)"
+                    "a vfio module to load: vfio-bind loads vfio-pci itself"
                 }
                 Kind::Writes { what, .. } => what,
                 Kind::WorldWritable => "chmod 666 /dev/vfio",
