@@ -46,7 +46,9 @@ fn hands_over(ctx: &Context, file: &str) -> bool {
         .any(|w| text.contains(w))
 }
 
-fn collect(ctx: &Context, host: &Host, config: &Config, found: &[Leftover]) -> Import {
+/// What the config binds already: every member of its groups, and the IDs it names or
+/// that its devices have (an `ids=` of those would take the same devices again).
+fn covered(host: &Host, config: &Config) -> (BTreeSet<PciAddress>, BTreeSet<PciId>) {
     let bound: BTreeSet<PciAddress> = crate::plan::select::select(config, host)
         .map(|s| {
             s.groups
@@ -56,9 +58,7 @@ fn collect(ctx: &Context, host: &Host, config: &Config, found: &[Leftover]) -> I
                 .collect()
         })
         .unwrap_or_default();
-    // IDs the config names, and the IDs of the devices it binds: an `ids=` of those
-    // would take the same devices a second time.
-    let named_ids: BTreeSet<PciId> = config
+    let ids = config
         .entries
         .iter()
         .filter_map(|e| match e.selector {
@@ -71,6 +71,11 @@ fn collect(ctx: &Context, host: &Host, config: &Config, found: &[Leftover]) -> I
                 .filter_map(|a| host.devices.get(a).map(|d| d.id)),
         )
         .collect();
+    (bound, ids)
+}
+
+fn collect(ctx: &Context, host: &Host, config: &Config, found: &[Leftover]) -> Import {
+    let (bound, named_ids) = covered(host, config);
     let mut im = Import::default();
     for l in found {
         let at = l.at();
