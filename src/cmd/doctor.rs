@@ -381,7 +381,7 @@ fn config_findings(ctx: &Context, host: &Host, guest_mib: u64) -> (String, Vec<F
     let mut out = vec![finding(Severity::Ok, "config", config_summary(&c))];
     out.push(early_boot(root, &c));
     out.extend(leftovers(root, host, &c));
-    out.extend(libvirt(root, host, &c));
+    out.extend(libvirt(root, &c));
     let user = c
         .entries
         .iter()
@@ -434,7 +434,7 @@ fn leftovers(root: &Root, host: &Host, c: &Config) -> Vec<Finding> {
     use crate::host::leftovers as lh;
     use crate::plan::leftovers::{self as lp, Level};
     let found = lh::read(root);
-    let facts_config = configured(host, c);
+    let facts_config = configured(root, host, c);
     let release = lh::release(root);
     let outside: Vec<crate::pci::PciAddress> = host
         .devices
@@ -515,19 +515,41 @@ fn initramfs_carries(root: &Root, found: &[crate::host::leftovers::Leftover]) ->
     None
 }
 
-/// The devices the config's `[[device]]` entries bind (all members of their groups) and
-/// the IDs they name, each with the entry.
+/// The devices the config binds (all members of the groups of its `[[device]]` entries
+/// and `[[vm]]` profiles) and the IDs its entries name, each with the entry or profile.
 type Configured = (
     std::collections::BTreeMap<crate::pci::PciAddress, String>,
     std::collections::BTreeMap<crate::pci::PciId, String>,
 );
 
-fn configured(host: &Host, c: &Config) -> Configured {
+fn configured(root: &Root, host: &Host, c: &Config) -> Configured {
     let mut addrs = std::collections::BTreeMap::new();
     let mut ids = std::collections::BTreeMap::new();
     for e in &c.entries {
         if let crate::config::Selector::Id(id) = e.selector {
             ids.insert(id, format!("device[{}]", e.index));
+        }
+    }
+    // The `[[vm]]` profiles' devices (their `devices`, or libvirt's domain definition).
+    for vm in &c.vms {
+        let domain = crate::host::libvirt::domain_xml(root, &vm.name)
+            .and_then(|(f, x)| crate::vm::xml::parse(&f, &x).ok());
+        let Ok(vc) = crate::vm::profile::config(c, vm, domain.as_ref()) else {
+            continue;
+        };
+        let Ok(sel) = plan::select::select(&vc, host) else {
+            continue;
+        };
+        let label = format!("[[vm]] \"{}\"", crate::text::escape(&vm.name));
+        for g in sel.groups.keys() {
+            for a in host
+                .groups
+                .get(g)
+                .map(|g| g.devices.as_slice())
+                .unwrap_or_default()
+            {
+                addrs.insert(*a, label.clone());
+            }
         }
     }
     if let Ok(sel) = plan::select::select(c, host) {
@@ -552,15 +574,16 @@ fn configured(host: &Host, c: &Config) -> Configured {
     (addrs, ids)
 }
 
-/// The `[[vm]]` profiles against libvirt's files: vfio-bind's hook installed, and no
-/// other hook script detaching (`virsh nodedev-detach`) a device a profile binds.
-fn libvirt(root: &Root, host: &Host, c: &Config) -> Vec<Finding> {
+/// The `[[vm]]` profiles against libvirt's files: vfio-bind's hook installed. (Hook
+/// scripts that still `virsh nodedev-detach` a profile's device are leftovers: two
+/// owners, see [`leftovers`].)
+fn libvirt(root: &Root, c: &Config) -> Vec<Finding> {
     use crate::host::libvirt as lv;
     if c.vms.is_empty() {
         return Vec::new();
     }
     let n = c.vms.len();
-    let mut out = vec![if lv::hook_installed(root) {
+    vec![if lv::hook_installed(root) {
         finding(
             Severity::Ok,
             "libvirt hook",
@@ -573,49 +596,7 @@ fn libvirt(root: &Root, host: &Host, c: &Config) -> Vec<Finding> {
             format!("{} is not installed: libvirt will not attach the {n} [[vm]] profile(s)", lv::HOOK),
         )
         .fix("install it (`make install`, or the package), then restart libvirtd once (it looks for hooks when it starts); without libvirt use `vfio-bind attach VM`")
-    }];
-    // Which profile binds each device (its groups' members).
-    let mut covered: Vec<(crate::pci::PciAddress, &crate::config::VmProfile)> = Vec::new();
-    for vm in &c.vms {
-        let domain =
-            lv::domain_xml(root, &vm.name).and_then(|(f, x)| crate::vm::xml::parse(&f, &x).ok());
-        let Ok(vc) = crate::vm::profile::config(c, vm, domain.as_ref()) else {
-            continue;
-        };
-        let Ok(sel) = plan::select::select(&vc, host) else {
-            continue;
-        };
-        for g in sel.groups.keys() {
-            for a in host
-                .groups
-                .get(g)
-                .map(|g| g.devices.as_slice())
-                .unwrap_or_default()
-            {
-                covered.push((*a, vm));
-            }
-        }
-    }
-    for d in lv::script_detaches(root) {
-        for (_, vm) in covered.iter().filter(|(a, _)| *a == d.address) {
-            let file = d
-                .file
-                .strip_prefix(root.base())
-                .map_or(d.file.clone(), |p| Path::new("/").join(p));
-            out.push(
-                finding(
-                    Severity::Warn,
-                    "libvirt hook",
-                    format!(
-                        "{}:{}: a hook script detaches {} (virsh nodedev-detach) that [[vm]] \"{}\" ({}) also binds: two owners of one device",
-                        file.display(), d.line, d.address, crate::text::escape(&vm.name), vm.origin
-                    ),
-                )
-                .fix("remove the script's nodedev-detach and nodedev-reattach of it (and, with handover = true, its display manager, vtconsole and framebuffer steps): vfio-bind's hook does them"),
-            );
-        }
-    }
-    out
+    }]
 }
 
 /// `<files>: N device entries`.

@@ -105,9 +105,16 @@ fn writes(
                 l.at(),
                 covered.join(", ")
             ),
-            fix: "remove the script (or its lines for these devices) and the unit or hook \
-                  that runs it"
-                .into(),
+            fix: if what == "nodedev-detach" {
+                "remove the script's nodedev-detach and nodedev-reattach of these devices \
+                 (and its display manager, vtconsole and framebuffer steps): vfio-bind's \
+                 hook does them"
+                    .into()
+            } else {
+                "remove the script (or its lines for these devices) and the unit or hook \
+                 that runs it"
+                    .into()
+            },
         });
     }
     let named: Vec<String> = addresses
