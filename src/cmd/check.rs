@@ -3,6 +3,31 @@
 use super::Context;
 use crate::error::Error;
 
+/// One line for a `[[vm]]` profile: the IOMMU groups of its devices on this host (its
+/// `devices`, or the hostdevs of libvirt's definition of the domain), bound when the VM
+/// starts.
+fn vm_line(ctx: &Context, p: &super::Planned, vm: &crate::config::VmProfile) -> String {
+    let name = crate::text::escape(&vm.name);
+    let handover = if vm.handover { ", with console handover" } else { "" };
+    let domain = crate::host::libvirt::domain_xml(&ctx.root, &vm.name)
+        .and_then(|(f, x)| crate::vm::xml::parse(&f, &x).ok());
+    let Ok(vc) = crate::vm::profile::config(&p.config, vm, domain.as_ref()) else {
+        return format!(
+            "VM {name}: devices from the domain XML libvirt passes when it starts{handover}"
+        );
+    };
+    match crate::plan::select::select(&vc, &p.host) {
+        Ok(sel) if !sel.groups.is_empty() => {
+            let groups: Vec<String> = sel.groups.keys().map(u32::to_string).collect();
+            format!(
+                "VM {name}: IOMMU group {} bound while it runs{handover}",
+                groups.join(", ")
+            )
+        }
+        _ => format!("VM {name}: none of its devices is on this host"),
+    }
+}
+
 /// Print the resolved plan. Exit 0 when `apply` could bind everything, 1 when a group
 /// would be refused or a `required` entry matches nothing, 2 on a config error
 /// (including a user or group the root's user database does not know).
@@ -17,6 +42,9 @@ pub fn run(ctx: &Context) -> Result<u8, Error> {
         println!("config: none found (nothing will be bound)");
     }
     print!("{}", p.plan);
+    for vm in &p.config.vms {
+        println!("{}", vm_line(ctx, &p, vm));
+    }
     for s in crate::host::initramfs::stale(&ctx.root, &p.config.files) {
         log::warn!("{s}");
     }
