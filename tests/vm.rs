@@ -57,6 +57,13 @@ fn vm_smoke_topology_and_raw_bind() {
     run_scenario("smoke");
 }
 
+/// The demo (tests/vm/demo.sh) with the host's pci.ids in the guest: `list` names the
+/// devices, and the demo's config binds.
+#[test]
+fn vm_demo_list_shows_device_names() {
+    run_scenario_with("demo", &["--pci-ids"]);
+}
+
 #[test]
 fn vm_device_alone_in_its_group_and_second_apply_is_noop() {
     run_scenario("alone");
@@ -136,4 +143,12 @@ fn vm_doctor_fails_without_iommu() {
 fn vm_gpu_handover_attach_detach_and_holder_rollback() {
     // UEFI guest: std VGA (bochs-drm, fbcon) + ich9-intel-hda (snd_hda_intel) in one group.
     run_scenario_with("handover", &["--topology", "gpu"]);
+}
+
+/// Issue 13's leftovers on Debian's bookworm-backports kernel 6.12 (vfio_virqfd merged into
+/// vfio since 6.2): doctor names `options vfio-pci ids=` and `vfio_virqfd` with file:line,
+/// import turns ids= into a drop-in, and apply then binds the whole group.
+#[test]
+fn vm_leftovers_doctor_import_apply_on_kernel_6_12() {
+    run_scenario_with("leftovers", &["--kernel", "6.12"]);
 }

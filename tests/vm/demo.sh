@@ -7,7 +7,8 @@ cd "$(dirname "$0")/../.."
 cargo build --release --locked
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
-tests/vm/run-guest.sh target/release/vfio-bind tests/vm/scenarios/demo.sh "$log"
-# The guest's console, less firmware noise and kernel messages.
+# The host's pci.ids goes into the guest, so `list` shows device names.
+tests/vm/run-guest.sh --pci-ids target/release/vfio-bind tests/vm/scenarios/demo.sh "$log"
+# The guest's console, less firmware noise, kernel messages and the passing checks.
 tr -d '\r' <"$log" | sed -n '/^VM-GUEST-START/,/^VM-SCENARIO-EXIT/p' |
-    grep -avE '^(VM-|\[ *[0-9]+\.[0-9]+\])'
+    grep -avE '^(VM-|ok - |\[ *[0-9]+\.[0-9]+\])'

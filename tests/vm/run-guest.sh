@@ -3,11 +3,15 @@
 # scenario script in it as root.
 #
 #   tests/vm/run-guest.sh [--no-iommu] [--topology T] [--bin PATH]... [--overlay DIR]
-#                         [--preinit FILE] [--append ARGS] BINARY SCENARIO_SCRIPT LOGFILE
+#                         [--preinit FILE] [--append ARGS] [--pci-ids]
+#                         BINARY SCENARIO_SCRIPT LOGFILE
 #
 # --overlay DIR copies DIR's tree over the guest's root last (an initramfs image built by
 # another tool); --preinit FILE runs (sourced by /init's sh) before /init loads the host
-# drivers, as an initramfs's early hooks would; --append adds kernel command-line words.
+# drivers, as an initramfs's early hooks would; --append adds kernel command-line words;
+# --pci-ids copies the host's PCI ID database (pci.ids, from the pci.ids or hwdata
+# package) to the guest's /usr/share/misc/pci.ids, so that vfio-bind shows device names
+# (without it the guest has none).
 #
 # BINARY becomes /usr/bin/vfio-bind in the guest (with the shared libraries ldd names),
 # SCENARIO_SCRIPT becomes /scenario.sh (run with `sh /scenario.sh`), tests/vm/lib.sh
@@ -58,9 +62,14 @@ bins=()
 overlay=""
 preinit=""
 more_append=""
+pci_ids=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --no-iommu) iommu=0; shift ;;
+    # --kernel 6.12: boot Debian's bookworm-backports kernel (fetched by setup.sh --kernel
+    # 6.12) instead of the default 6.1, with the same modules and topology (not with
+    # --topology gpu). BDFs and drivers are as above; group numbers may differ.
+    --kernel) kernel_series="$2"; shift 2 ;;
     # bench: 33 e1000e for the real-kernel benchmark (bench/realkernel.sh): one alone in
     # its IOMMU group, four 8-function slots (four groups of 8); nothing else.
     # gpu: a VGA and an HDA function in one slot, UEFI boot (see above).
@@ -70,11 +79,12 @@ while [ $# -gt 0 ]; do
     --overlay) overlay="$(realpath "$2")"; shift 2 ;;
     --preinit) preinit="$(realpath "$2")"; shift 2 ;;
     --append) more_append="$more_append $2"; shift 2 ;;
+    --pci-ids) pci_ids=1; shift ;;
     *) break ;;
     esac
 done
 if [ $# -ne 3 ]; then
-    echo "usage: $0 [--no-iommu] [--topology default|bench|gpu] [--bin PATH]... BINARY SCENARIO_SCRIPT LOGFILE" >&2
+    echo "usage: $0 [--no-iommu] [--topology default|bench|gpu] [--bin PATH]... [--pci-ids] BINARY SCENARIO_SCRIPT LOGFILE" >&2
     exit 2
 fi
 binary="$(realpath "$1")"
@@ -86,12 +96,13 @@ logfile="$(realpath -m "$3")"
 # 1. Packages and the cached kernel.
 case "$topology" in default|bench|gpu) ;; *) echo "run-guest: unknown topology $topology" >&2; exit 2 ;; esac
 if [ "$topology" = gpu ]; then
+    [ -z "${kernel_series:-}" ] || { echo "run-guest: --kernel is not for --topology gpu" >&2; exit 2; }
     setup_out="$("$here/setup.sh" --ovmf)" || { echo "run-guest: setup.sh failed" >&2; exit 1; }
     kdir="$(echo "$setup_out" | sed -n 1p)"
     ovmf="$(echo "$setup_out" | sed -n 2p)"
     [ -f "$ovmf/OVMF_CODE_4M.fd" ] || { echo "run-guest: no OVMF_CODE_4M.fd in $ovmf" >&2; exit 1; }
 else
-    kdir="$("$here/setup.sh")" || { echo "run-guest: setup.sh failed" >&2; exit 1; }
+    kdir="$("$here/setup.sh" ${kernel_series:+--kernel "$kernel_series"})" || { echo "run-guest: setup.sh failed" >&2; exit 1; }
 fi
 kver="$(ls "$kdir/lib/modules")"
 vmlinuz="$(echo "$kdir"/boot/vmlinuz-*)"
@@ -124,6 +135,17 @@ for b in ${bins[@]+"${bins[@]}"}; do
         [ -e "$root$lib" ] || cp -L "$lib" "$root$lib"
     done
 done
+
+# The host's PCI ID database, where vfio-bind looks for it (src/names.rs), on request.
+if [ $pci_ids = 1 ]; then
+    ids=""
+    for f in /usr/share/hwdata/pci.ids /usr/share/misc/pci.ids; do
+        if [ -f "$f" ]; then ids="$f"; break; fi
+    done
+    [ -n "$ids" ] || { echo "run-guest: --pci-ids: no pci.ids on this host (tests/vm/setup.sh installs it)" >&2; exit 1; }
+    mkdir -p "$root/usr/share/misc"
+    cp "$ids" "$root/usr/share/misc/pci.ids"
+fi
 
 # The dynamic linker's cache, as every real host has (without it, ld.so probes a dozen
 # tls/ and hwcap directories per library at every exec, which under TCG costs ~15 ms).
