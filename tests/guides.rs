@@ -308,7 +308,10 @@ fn import_turns_leftovers_into_entries_and_never_edits_what_it_read() {
             ),
         "{out}"
     );
-    assert!(out.contains("VM win10: IOMMU group 10 bound while it runs, with console handover"), "{out}");
+    assert!(
+        out.contains("VM win10: IOMMU group 10 bound while it runs, with console handover"),
+        "{out}"
+    );
     let o = t.run(&["import"]);
     assert_eq!(String::from_utf8_lossy(&o.stdout).matches("[[").count(), 0);
     let o = t.run(&["import", "--write"]);

@@ -8,7 +8,11 @@ use crate::error::Error;
 /// starts.
 fn vm_line(ctx: &Context, p: &super::Planned, vm: &crate::config::VmProfile) -> String {
     let name = crate::text::escape(&vm.name);
-    let handover = if vm.handover { ", with console handover" } else { "" };
+    let handover = if vm.handover {
+        ", with console handover"
+    } else {
+        ""
+    };
     let domain = crate::host::libvirt::domain_xml(&ctx.root, &vm.name)
         .and_then(|(f, x)| crate::vm::xml::parse(&f, &x).ok());
     let Ok(vc) = crate::vm::profile::config(&p.config, vm, domain.as_ref()) else {
