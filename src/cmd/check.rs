@@ -13,8 +13,7 @@ fn vm_line(ctx: &Context, p: &super::Planned, vm: &crate::config::VmProfile) -> 
     } else {
         ""
     };
-    let domain = crate::host::libvirt::domain_xml(&ctx.root, &vm.name)
-        .and_then(|(f, x)| crate::vm::xml::parse(&f, &x).ok());
+    let domain = crate::host::libvirt::domain(&ctx.root, &vm.name);
     let Ok(vc) = crate::vm::profile::config(&p.config, vm, domain.as_ref()) else {
         return format!(
             "VM {name}: devices from the domain XML libvirt passes when it starts{handover}"

@@ -522,6 +522,14 @@ type Configured = (
     std::collections::BTreeMap<crate::pci::PciId, String>,
 );
 
+/// The devices of IOMMU group `g`.
+fn members(host: &Host, g: u32) -> &[crate::pci::PciAddress] {
+    host.groups
+        .get(&g)
+        .map(|g| g.devices.as_slice())
+        .unwrap_or_default()
+}
+
 fn configured(root: &Root, host: &Host, c: &Config) -> Configured {
     let mut addrs = std::collections::BTreeMap::new();
     let mut ids = std::collections::BTreeMap::new();
@@ -532,8 +540,7 @@ fn configured(root: &Root, host: &Host, c: &Config) -> Configured {
     }
     // The `[[vm]]` profiles' devices (their `devices`, or libvirt's domain definition).
     for vm in &c.vms {
-        let domain = crate::host::libvirt::domain_xml(root, &vm.name)
-            .and_then(|(f, x)| crate::vm::xml::parse(&f, &x).ok());
+        let domain = crate::host::libvirt::domain(root, &vm.name);
         let Ok(vc) = crate::vm::profile::config(c, vm, domain.as_ref()) else {
             continue;
         };
@@ -541,15 +548,8 @@ fn configured(root: &Root, host: &Host, c: &Config) -> Configured {
             continue;
         };
         let label = format!("[[vm]] \"{}\"", crate::text::escape(&vm.name));
-        for g in sel.groups.keys() {
-            for a in host
-                .groups
-                .get(g)
-                .map(|g| g.devices.as_slice())
-                .unwrap_or_default()
-            {
-                addrs.insert(*a, label.clone());
-            }
+        for a in sel.groups.keys().flat_map(|g| members(host, *g)) {
+            addrs.insert(*a, label.clone());
         }
     }
     if let Ok(sel) = plan::select::select(c, host) {
@@ -558,12 +558,7 @@ fn configured(root: &Root, host: &Host, c: &Config) -> Configured {
                 .first()
                 .map(|e| format!("device[{}]", e.index))
                 .unwrap_or_default();
-            for a in host
-                .groups
-                .get(g)
-                .map(|g| g.devices.as_slice())
-                .unwrap_or_default()
-            {
+            for a in members(host, *g) {
                 addrs.insert(*a, label.clone());
                 if let Some(d) = host.devices.get(a) {
                     ids.entry(d.id).or_insert_with(|| label.clone());

@@ -37,3 +37,8 @@ pub fn domain_xml(root: &Root, vm: &str) -> Option<(PathBuf, String)> {
     let text = fs::read_to_string(&p).ok()?;
     Some((p, text))
 }
+
+/// libvirt's definition of `vm`, parsed; `None` when it has none or it does not parse.
+pub fn domain(root: &Root, vm: &str) -> Option<crate::vm::xml::Domain> {
+    domain_xml(root, vm).and_then(|(f, x)| crate::vm::xml::parse(&f, &x).ok())
+}
