@@ -523,7 +523,7 @@ type Configured = (
 );
 
 /// The devices of IOMMU group `g`.
-fn members(host: &Host, g: u32) -> &[crate::pci::PciAddress] {
+fn group_devices(host: &Host, g: u32) -> &[crate::pci::PciAddress] {
     host.groups
         .get(&g)
         .map(|g| g.devices.as_slice())
@@ -548,7 +548,7 @@ fn configured(root: &Root, host: &Host, c: &Config) -> Configured {
             continue;
         };
         let label = format!("[[vm]] \"{}\"", crate::text::escape(&vm.name));
-        for a in sel.groups.keys().flat_map(|g| members(host, *g)) {
+        for a in sel.groups.keys().flat_map(|g| group_devices(host, *g)) {
             addrs.insert(*a, label.clone());
         }
     }
@@ -558,7 +558,7 @@ fn configured(root: &Root, host: &Host, c: &Config) -> Configured {
                 .first()
                 .map(|e| format!("device[{}]", e.index))
                 .unwrap_or_default();
-            for a in members(host, *g) {
+            for a in group_devices(host, *g) {
                 addrs.insert(*a, label.clone());
                 if let Some(d) = host.devices.get(a) {
                     ids.entry(d.id).or_insert_with(|| label.clone());
