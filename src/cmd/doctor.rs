@@ -132,8 +132,10 @@ fn iommu_groups(root: &Root, host: &Host) -> Finding {
             "no IOMMU groups in /sys/kernel/iommu_groups: the IOMMU is off",
         )
         .fix(
-            "enable VT-d (Intel) or AMD-Vi/IOMMU (AMD) in the firmware setup; the \
-             `kernel command line` check below names what to add for this host's bootloader",
+            "enable VT-d (Intel) or AMD-Vi/IOMMU (AMD) in the firmware setup; on Intel also \
+             add intel_iommu=on to the kernel command line (AMD turns its IOMMU on by \
+             default; amd_iommu=on only where it was turned off): the `kernel command \
+             line` check names the command for this host's bootloader",
         )
     }
 }
