@@ -50,6 +50,15 @@ fn findings(t: &Tree, check: &str) -> String {
         .join("\n")
 }
 
+/// What systemd-boot boots with: no BOOT_IMAGE= (GRUB's mark).
+fn systemd_boot(t: &Tree) {
+    write(
+        t,
+        "proc/cmdline",
+        "initrd=\\EFI\\linux\\initrd root=UUID=1234 rw quiet\n",
+    );
+}
+
 /// An Intel host whose IOMMU is off and whose kernel command line has no IOMMU option.
 fn intel_off(t: &Tree) {
     write(
@@ -67,7 +76,7 @@ fn intel_off(t: &Tree) {
 #[test]
 fn doctor_prints_the_command_line_fix_for_each_bootloader() {
     type Layout = fn(&Tree);
-    let layouts: [(&str, Layout); 11] = [
+    let layouts: [(&str, Layout); 12] = [
         ("Debian/Ubuntu GRUB", |t| {
             write(
                 t,
@@ -93,10 +102,12 @@ fn doctor_prints_the_command_line_fix_for_each_bootloader() {
             exe(t, "usr/sbin/grub2-mkconfig");
         }),
         ("systemd-boot with kernel-install", |t| {
+            systemd_boot(t);
             write(t, "etc/kernel/cmdline", "root=UUID=1234 rw quiet\n");
             write(t, "boot/loader/entries/a.conf", "options root=UUID=1234\n");
         }),
         ("systemd-boot, entries by hand", |t| {
+            systemd_boot(t);
             write(
                 t,
                 "boot/loader/entries/arch.conf",
@@ -104,6 +115,7 @@ fn doctor_prints_the_command_line_fix_for_each_bootloader() {
             );
         }),
         ("Proxmox VE, systemd-boot", |t| {
+            systemd_boot(t);
             write(t, "etc/kernel/proxmox-boot-uuids", "1234-5678\n");
             write(
                 t,
@@ -122,6 +134,15 @@ fn doctor_prints_the_command_line_fix_for_each_bootloader() {
                 t,
                 "etc/default/grub",
                 "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\n",
+            );
+            exe(t, "usr/sbin/update-grub");
+        }),
+        ("Debian with kernel-install's files, booted by GRUB", |t| {
+            write(t, "etc/kernel/cmdline", "root=UUID=1234 ro\n");
+            write(
+                t,
+                "etc/default/grub",
+                "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet splash\" # the installer's\n",
             );
             exe(t, "usr/sbin/update-grub");
         }),
@@ -204,12 +225,17 @@ fn guided() -> Tree {
     write(
         &t,
         "etc/modprobe.d/vfio.conf",
-        "# from the guide\noptions vfio-pci ids=8086:10d3,1b36:000d disable_vga=1\nsoftdep xhci_pci pre: vfio-pci\nblacklist bochs\nblacklist nouveau\n",
+        "# from the guide\noptions vfio-pci ids=8086:10d3,1b36:000d disable_vga=1\nsoftdep xhci_pci pre: vfio-pci\nblacklist bochs\nblacklist nouveau\nblacklist nvidiafb\n",
     );
     write(
         &t,
         "etc/modules-load.d/vfio.conf",
         "vfio\nvfio_iommu_type1\nvfio_pci\nvfio_virqfd\n",
+    );
+    write(
+        &t,
+        "etc/initramfs-tools/modules",
+        "# a Proxmox guide\nvfio\nvfio_virqfd\nvfio-pci ids=8086:100e\n",
     );
     write(
         &t,
@@ -323,5 +349,38 @@ fn import_turns_leftovers_into_entries_and_never_edits_what_it_read() {
     assert!(
         f.contains("binds every 1b36:000d device, which the config binds too"),
         "{f}"
+    );
+}
+
+#[test]
+fn import_never_makes_a_vm_hook_or_the_boot_vga_a_boot_time_entry() {
+    let t = q35();
+    t.config("");
+    // The single-file hook dispatcher of a single-GPU guide (the VM is not in the path),
+    // and a binding script that also takes the boot VGA.
+    write(
+        &t,
+        "etc/libvirt/hooks/qemu",
+        "#!/bin/bash\nif [ \"$1\" = win10 ] && [ \"$2\" = prepare ]; then\n  virsh nodedev-detach pci_0000_00_01_0\n  virsh nodedev-detach pci_0000_02_00_0\nfi\n",
+    );
+    write(
+        &t,
+        "usr/local/sbin/vfio.sh",
+        "#!/bin/sh\nfor d in 0000:00:01.0 0000:04:01.0; do echo vfio-pci > /sys/bus/pci/devices/$d/driver_override; done\n",
+    );
+    let o = t.run(&["import"]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !out.contains("00:01.0") && !out.contains("02:00.0"),
+        "{out}"
+    );
+    assert!(out.contains("address = \"0000:04:01.0\""), "{out}");
+    assert!(
+        err.contains(
+            "/etc/libvirt/hooks/qemu:3: a libvirt hook detaches 0000:02:00.0; not imported"
+        ) && !err.contains("/etc/libvirt/hooks/qemu:3  (nodedev-detach)"),
+        "{err}"
     );
 }

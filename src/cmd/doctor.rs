@@ -438,14 +438,26 @@ fn leftovers(root: &Root, host: &Host, c: &Config) -> Vec<Finding> {
     let found = lh::read(root);
     let facts_config = configured(root, host, c);
     let release = lh::release(root);
+    // A blacklist hurts a device outside the config that has no driver now (one on
+    // another driver, nvidia under `blacklist nouveau`, is fine); framebuffer modules
+    // (`*fb`) are blacklisted by distributions themselves.
     let outside: Vec<crate::pci::PciAddress> = host
         .devices
-        .keys()
-        .filter(|a| !facts_config.0.contains_key(a))
-        .copied()
+        .values()
+        .filter(|d| !facts_config.0.contains_key(&d.address) && d.driver.is_none())
+        .map(|d| d.address)
         .collect();
-    let known = |m: &str| lh::module_known(root, &release, m);
-    let victims = |m: &str| lh::driven_by(root, &release, m, &outside);
+    // Without the running kernel's module index (a kernel upgraded but not yet booted),
+    // no module can be judged missing.
+    let index = lh::module_index(root, &release);
+    let known = |m: &str| !index || lh::module_known(root, &release, m);
+    let victims = |m: &str| {
+        if m.ends_with("fb") {
+            Vec::new()
+        } else {
+            lh::driven_by(root, &release, m, &outside)
+        }
+    };
     let facts = lp::Facts {
         configured: facts_config.0,
         configured_ids: facts_config.1,
@@ -480,7 +492,7 @@ fn initramfs_carries(root: &Root, found: &[crate::host::leftovers::Leftover]) ->
     use crate::host::leftovers as lh;
     let modprobe_options = found.iter().any(|l| {
         use lh::Kind::*;
-        matches!(l.kind, VfioIds(_) | Softdep(_) | Blacklist(_) | DisableVga)
+        matches!(l.kind, VfioIds(_) | Softdep(_) | DisableVga)
     });
     let (family, image, built) = crate::host::initramfs::image(root)?;
     let image = Path::new("/").join(image.strip_prefix(root.base()).unwrap_or(&image));
@@ -519,7 +531,7 @@ fn initramfs_carries(root: &Root, found: &[crate::host::leftovers::Leftover]) ->
 
 /// The devices the config binds (all members of the groups of its `[[device]]` entries
 /// and `[[vm]]` profiles) and the IDs its entries name, each with the entry or profile.
-type Configured = (
+pub(crate) type Configured = (
     std::collections::BTreeMap<crate::pci::PciAddress, String>,
     std::collections::BTreeMap<crate::pci::PciId, String>,
 );
@@ -532,7 +544,7 @@ fn group_devices(host: &Host, g: u32) -> &[crate::pci::PciAddress] {
         .unwrap_or_default()
 }
 
-fn configured(root: &Root, host: &Host, c: &Config) -> Configured {
+pub(crate) fn configured(root: &Root, host: &Host, c: &Config) -> Configured {
     let mut addrs = std::collections::BTreeMap::new();
     let mut ids = std::collections::BTreeMap::new();
     for e in &c.entries {

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 use super::Context;
-use crate::config::{self, Config, Selector};
+use crate::config::{self, Config};
 use crate::error::Error;
 use crate::host::leftovers::{self, Kind, Leftover};
 use crate::host::libvirt::HOOK_DIR;
@@ -46,36 +46,39 @@ fn hands_over(ctx: &Context, file: &str) -> bool {
         .any(|w| text.contains(w))
 }
 
-/// What the config binds already: every member of its groups, and the IDs it names or
-/// that its devices have (an `ids=` of those would take the same devices again).
-fn covered(host: &Host, config: &Config) -> (BTreeSet<PciAddress>, BTreeSet<PciId>) {
-    let bound: BTreeSet<PciAddress> = crate::plan::select::select(config, host)
-        .map(|s| {
-            s.groups
-                .keys()
-                .filter_map(|g| host.groups.get(g))
-                .flat_map(|g| g.devices.iter().copied())
-                .collect()
-        })
-        .unwrap_or_default();
-    let ids = config
-        .entries
+/// What the config binds already: every member of the groups of its `[[device]]` entries
+/// and `[[vm]]` profiles, and the IDs it names or that those devices have (an `ids=` of
+/// those would take the same devices again).
+fn covered(ctx: &Context, host: &Host, config: &Config) -> (BTreeSet<PciAddress>, BTreeSet<PciId>) {
+    let (addrs, ids) = super::doctor::configured(&ctx.root, host, config);
+    let mut ids: BTreeSet<PciId> = ids.into_keys().collect();
+    ids.extend(
+        addrs
+            .keys()
+            .filter_map(|a| host.devices.get(a).map(|d| d.id)),
+    );
+    (addrs.into_keys().collect(), ids)
+}
+
+/// The addresses of a script the config does not bind yet. The boot VGA device is never
+/// made a boot-time entry: a guide's script that takes it is a single-GPU VM's, and
+/// binding it at boot blanks the host's console (a VM's hook tree may name it).
+fn fresh(
+    host: &Host,
+    bound: &BTreeSet<PciAddress>,
+    file: &str,
+    addresses: &[PciAddress],
+) -> Vec<PciAddress> {
+    addresses
         .iter()
-        .filter_map(|e| match e.selector {
-            Selector::Id(i) => Some(i),
-            Selector::Address(_) => None,
-        })
-        .chain(
-            bound
-                .iter()
-                .filter_map(|a| host.devices.get(a).map(|d| d.id)),
-        )
-        .collect();
-    (bound, ids)
+        .filter(|a| !bound.contains(a))
+        .filter(|a| !host.devices.get(a).is_some_and(|d| d.boot_vga) || hook_vm(file).is_some())
+        .copied()
+        .collect()
 }
 
 fn collect(ctx: &Context, host: &Host, config: &Config, found: &[Leftover]) -> Import {
-    let (bound, named_ids) = covered(host, config);
+    let (bound, named_ids) = covered(ctx, host, config);
     let mut im = Import::default();
     for l in found {
         let at = l.at();
@@ -85,13 +88,13 @@ fn collect(ctx: &Context, host: &Host, config: &Config, found: &[Leftover]) -> I
                     im.ids.entry(*id).or_default().push(at.clone());
                 }
             }
-            Kind::Writes { addresses, ids, .. } => {
+            Kind::Writes {
+                what,
+                addresses,
+                ids,
+            } => {
                 let file = l.file.display().to_string();
-                let fresh: Vec<PciAddress> = addresses
-                    .iter()
-                    .filter(|a| !bound.contains(a))
-                    .copied()
-                    .collect();
+                let fresh = fresh(host, &bound, &file, addresses);
                 if let Some(vm) = hook_vm(&file) {
                     if config.vm(&vm).is_none() && !fresh.is_empty() {
                         let e = im.vms.entry(vm).or_default();
@@ -99,6 +102,18 @@ fn collect(ctx: &Context, host: &Host, config: &Config, found: &[Leftover]) -> I
                         e.1 |= hands_over(ctx, &file);
                         e.2.push(at);
                     }
+                    continue;
+                }
+                // A libvirt hook that is not a per-VM tree (the single `hooks/qemu`
+                // dispatcher, a file directly in `qemu.d/`), or any `nodedev-detach`: the
+                // devices are a VM's, never boot-time entries. Name the VM by hand.
+                if *what == "nodedev-detach" || file.starts_with("/etc/libvirt/hooks/") {
+                    let list: Vec<String> = fresh.iter().map(ToString::to_string).collect();
+                    log::warn!(
+                        "{at}: a libvirt hook detaches {}; not imported (which VM is not \
+                         known): add a [[vm]] profile naming the VM",
+                        list.join(", ")
+                    );
                     continue;
                 }
                 for a in fresh {
@@ -174,21 +189,51 @@ pub fn run(ctx: &Context, write: bool) -> Result<u8, Error> {
     if empty {
         log::info!("nothing to import: no guide leftover names a device the config does not bind");
     } else if write {
-        let path = ctx.root.path(DROPIN);
-        if path.exists() {
+        if let config::Source::File(f) = &ctx.config {
             return Err(Error::Usage(format!(
-                "{DROPIN} exists already: remove it or merge by hand (`vfio-bind import` \
-                 prints the entries)"
+                "--write creates {DROPIN}, which is not read with --config {}: write the \
+                 printed entries into that file yourself",
+                crate::text::escape(&f.display().to_string())
             )));
         }
-        crate::atomic::write(&path, text.as_bytes(), 0o644)
-            .map_err(|e| Error::Failed(format!("cannot write {DROPIN}: {}", e.source)))?;
+        create_new(&ctx.root.path(DROPIN), &text)?;
         log::info!("wrote {DROPIN}; check it with `vfio-bind check`");
     } else {
         print!("{text}");
     }
     removable(&found);
     Ok(0)
+}
+
+/// Create `path` with `text` (mode 0644), never replacing a file that exists (also one
+/// created in between: `O_EXCL`), and sync it.
+///
+/// Errors: [`Error::Usage`] when it exists, [`Error::Failed`] naming the errno otherwise.
+fn create_new(path: &std::path::Path, text: &str) -> Result<(), Error> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let fail = |e: std::io::Error| Error::Failed(format!("cannot write {DROPIN}: {e}"));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    let mut f = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::Usage(format!(
+                "{DROPIN} exists already: remove it or merge by hand (`vfio-bind import` \
+                 prints the entries)"
+            )))
+        }
+        Err(e) => return Err(fail(e)),
+    };
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(fail)
 }
 
 /// The lines the user can remove once the entries are in place: the guides' binding
@@ -203,6 +248,13 @@ fn removable(found: &[Leftover]) {
                 Kind::DisableVga => "disable_vga=1",
                 Kind::Load(m) if m.replace('-', "_").starts_with("vfio") => {
                     "a vfio module to load: vfio-bind loads vfio-pci itself"
+                }
+                // Not imported (which VM is not known): not to be removed yet either.
+                Kind::Writes { .. }
+                    if l.file.starts_with("/etc/libvirt/hooks")
+                        && hook_vm(&l.file.display().to_string()).is_none() =>
+                {
+                    return None
                 }
                 Kind::Writes { what, .. } => what,
                 Kind::WorldWritable => "chmod 666 /dev/vfio",

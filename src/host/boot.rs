@@ -116,14 +116,23 @@ pub fn detect(root: &Root) -> Detection {
         looked_at.push(p);
         exists(root, p)
     };
+    // GRUB puts BOOT_IMAGE= on the command line it boots; systemd-boot does not. A host
+    // with both GRUB's and kernel-install's files booted the one that left its mark.
+    let grub_booted = fs::read_to_string(root.path("/proc/cmdline"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .any(|a| a.starts_with("BOOT_IMAGE="));
     let loader = if look(PROXMOX_UUIDS) {
         Some(Bootloader::Proxmox {
-            cmdline: exists(root, KERNEL_CMDLINE),
+            cmdline: exists(root, KERNEL_CMDLINE) && !grub_booted,
         })
     } else if look(KERNELSTUB) {
         Some(Bootloader::Kernelstub)
     } else if GRUBBY.iter().any(|p| look(p)) {
         Some(Bootloader::Grubby)
+    } else if grub_booted && exists(root, GRUB_DEFAULT) {
+        looked_at.push(GRUB_DEFAULT);
+        Some(grub(root))
     } else if look(KERNEL_CMDLINE) {
         Some(Bootloader::KernelInstall)
     } else if look(GRUB_DEFAULT) {
@@ -188,14 +197,20 @@ pub fn fix(root: &Root, loader: &Bootloader, args: &[&str], remove: &[&str]) -> 
     }
 }
 
-/// The value of `variable` in `/etc/default/grub` (the last assignment, quotes removed).
+/// The value of `variable` in `/etc/default/grub` (the last assignment, its quotes and a
+/// trailing comment removed).
 fn grub_value(root: &Root, variable: &str) -> String {
     let text = fs::read_to_string(root.path(GRUB_DEFAULT)).unwrap_or_default();
-    text.lines()
+    let raw = text
+        .lines()
         .rev()
         .find_map(|l| l.trim_start().strip_prefix(variable)?.strip_prefix('='))
-        .map(|v| v.trim().trim_matches(|c| c == '"' || c == '\'').to_string())
         .unwrap_or_default()
+        .trim();
+    match raw.chars().next() {
+        Some(q @ ('"' | '\'')) => raw[1..].split(q).next().unwrap_or_default().to_string(),
+        _ => raw.split('#').next().unwrap_or_default().trim().to_string(),
+    }
 }
 
 /// The paths [`detect`] looked at, for the message when it found nothing.

@@ -143,12 +143,22 @@ fn modprobe(file: &str, src: &str, out: &mut Vec<Leftover>) {
 fn load_list(file: &str, src: &str, out: &mut Vec<Leftover>) {
     for (i, l) in src.lines().enumerate() {
         let l = l.split(['#', ';']).next().unwrap_or("").trim();
-        if let Some(m) = l.split_whitespace().next() {
-            out.push(Leftover {
-                file: file.into(),
-                line: i + 1,
-                kind: Kind::Load(m.to_string()),
-            });
+        let mut words = l.split_whitespace();
+        let Some(m) = words.next() else { continue };
+        out.push(Leftover {
+            file: file.into(),
+            line: i + 1,
+            kind: Kind::Load(m.to_string()),
+        });
+        // `vfio-pci ids=…` (the Proxmox and Ubuntu guides' form in /etc/modules and
+        // /etc/initramfs-tools/modules): the same as the modprobe.d option.
+        if m.replace('_', "-") == "vfio-pci" {
+            let opts: Vec<&str> = words.collect();
+            modprobe(
+                file,
+                &format!("{}options vfio-pci {}", "\n".repeat(i), opts.join(" ")),
+                out,
+            );
         }
     }
 }
@@ -324,6 +334,9 @@ pub fn read(root: &Root) -> Vec<Leftover> {
         "/etc/initramfs-tools/modules".to_string(),
     ];
     lists.extend(files_in(root, "/etc/modules-load.d", ".conf"));
+    // Debian's /etc/modules-load.d/modules.conf is a link to /etc/modules: read once.
+    let mut seen = std::collections::BTreeSet::new();
+    lists.retain(|f| seen.insert(fs::canonicalize(root.path(f)).unwrap_or_else(|_| root.path(f))));
     for f in lists {
         if let Some(src) = text(&root.path(&f)) {
             load_list(&f, &src, &mut out);
@@ -343,6 +356,15 @@ pub fn release(root: &Root) -> String {
         .unwrap_or_default()
         .trim()
         .to_string()
+}
+
+/// True when the running kernel's module index (`/lib/modules/<release>/modules.dep`)
+/// can be read.
+pub fn module_index(root: &Root, release: &str) -> bool {
+    !release.is_empty()
+        && root
+            .path(format!("/lib/modules/{release}/modules.dep"))
+            .is_file()
 }
 
 /// Is module `name` (`-` and `_` alike) built into kernel `release` or available for it

@@ -157,11 +157,15 @@ fn load(l: &Leftover, m: &str, f: &Facts) -> Option<Judgement> {
     } else {
         ""
     };
+    let who = if l.file.starts_with("/etc/initramfs-tools") {
+        "the initramfs build warns about it"
+    } else {
+        "systemd-modules-load fails on it"
+    };
     Some(Judgement {
         level: Level::Warn,
         message: format!(
-            "{}: module {m} does not exist on kernel {}{merged}: systemd-modules-load fails \
-             on it",
+            "{}: module {m} does not exist on kernel {}{merged}: {who}",
             l.at(),
             f.release
         ),
