@@ -9,21 +9,58 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::model::{ConfigError, NameOrId, Origin, Principal, Selector};
+use crate::config::model::{ConfigError, NameOrId, Origin, Ownership, Principal, Selector};
 use crate::driver::{self, Driver};
 use crate::pci::PciId;
+
+/// The settings a file's top level, a `[[device]]` entry and a `[[vm]]` profile may each
+/// carry, checked; absent ones come from the level above
+/// ([`Settings::or`]).
+#[derive(Debug, Default, Clone)]
+pub struct Settings {
+    /// `driver`.
+    pub driver: Option<Driver>,
+    /// `user`.
+    pub user: Option<Principal>,
+    /// `group`.
+    pub group: Option<Principal>,
+    /// `mode`.
+    pub mode: Option<u32>,
+}
+
+impl Settings {
+    /// `self`, each value it does not set taken from `defaults`.
+    pub fn or(self, defaults: &Settings) -> Settings {
+        Settings {
+            driver: self.driver.or_else(|| defaults.driver.clone()),
+            user: self.user.or_else(|| defaults.user.clone()),
+            group: self.group.or_else(|| defaults.group.clone()),
+            mode: self.mode.or(defaults.mode),
+        }
+    }
+
+    /// The `user` and `group` values set, with their keys.
+    pub fn principals(&self) -> impl Iterator<Item = (&'static str, &Principal)> {
+        [("user", &self.user), ("group", &self.group)]
+            .into_iter()
+            .filter_map(|(k, p)| p.as_ref().map(|p| (k, p)))
+    }
+
+    /// The ownership part.
+    pub fn ownership(&self) -> Ownership {
+        Ownership {
+            user: self.user.clone(),
+            group: self.group.clone(),
+            mode: self.mode,
+        }
+    }
+}
 
 /// One file, with every value checked and every position turned into an [`Origin`].
 #[derive(Debug, Default)]
 pub struct Fragment {
-    /// Top-level `driver`.
-    pub driver: Option<Driver>,
-    /// Top-level `user`.
-    pub user: Option<Principal>,
-    /// Top-level `group`.
-    pub group: Option<Principal>,
-    /// Top-level `mode`.
-    pub mode: Option<u32>,
+    /// The top-level `driver`, `user`, `group`, `mode`.
+    pub settings: Settings,
     /// The `[[device]]` entries, in file order.
     pub devices: Vec<DeviceFragment>,
     /// The `[[vm]]` profiles, in file order.
@@ -48,14 +85,8 @@ pub struct VmFragment {
     pub stop_units: Vec<String>,
     /// `unload_modules`, each checked as a module name.
     pub unload_modules: Vec<String>,
-    /// `driver`.
-    pub driver: Option<Driver>,
-    /// `user`.
-    pub user: Option<Principal>,
-    /// `group`.
-    pub group: Option<Principal>,
-    /// `mode`.
-    pub mode: Option<u32>,
+    /// `driver`, `user`, `group`, `mode`.
+    pub settings: Settings,
 }
 
 /// One `[[device]]` entry of a file, its defaults not applied yet.
@@ -67,14 +98,8 @@ pub struct DeviceFragment {
     pub selector: Selector,
     /// `subsystem`.
     pub subsystem: Option<PciId>,
-    /// `driver`.
-    pub driver: Option<Driver>,
-    /// `user`.
-    pub user: Option<Principal>,
-    /// `group`.
-    pub group: Option<Principal>,
-    /// `mode`.
-    pub mode: Option<u32>,
+    /// `driver`, `user`, `group`, `mode`.
+    pub settings: Settings,
     /// `allow_boot_vga` (default false).
     pub allow_boot_vga: bool,
     /// `required` (default false).
@@ -267,18 +292,7 @@ pub fn parse(file: &Path, src: &str) -> Result<Fragment, ConfigError> {
         }
     })?;
     Ok(Fragment {
-        driver: raw.driver.as_ref().map(|d| driver(&text, d)).transpose()?,
-        user: raw
-            .user
-            .as_ref()
-            .map(|u| principal(&text, u, "user"))
-            .transpose()?,
-        group: raw
-            .group
-            .as_ref()
-            .map(|g| principal(&text, g, "group"))
-            .transpose()?,
-        mode: raw.mode.as_ref().map(|m| mode(&text, m)).transpose()?,
+        settings: settings(&text, &raw.driver, &raw.user, &raw.group, &raw.mode)?,
         devices: raw
             .device
             .iter()
@@ -431,18 +445,7 @@ fn vm(text: &Text, raw: &Spanned<RawVm>) -> Result<VmFragment, ConfigError> {
         handover,
         stop_units: names(&v.stop_units, unit_name)?,
         unload_modules: names(&v.unload_modules, module_name)?,
-        driver: v.driver.as_ref().map(|x| driver(text, x)).transpose()?,
-        user: v
-            .user
-            .as_ref()
-            .map(|x| principal(text, x, "user"))
-            .transpose()?,
-        group: v
-            .group
-            .as_ref()
-            .map(|x| principal(text, x, "group"))
-            .transpose()?,
-        mode: v.mode.as_ref().map(|x| mode(text, x)).transpose()?,
+        settings: settings(text, &v.driver, &v.user, &v.group, &v.mode)?,
     })
 }
 
@@ -493,20 +496,31 @@ fn device(text: &Text, dev: &Spanned<RawDevice>) -> Result<DeviceFragment, Confi
         origin: text.origin(&dev.span()),
         selector,
         subsystem,
-        driver: d.driver.as_ref().map(|x| driver(text, x)).transpose()?,
-        user: d
-            .user
-            .as_ref()
-            .map(|x| principal(text, x, "user"))
-            .transpose()?,
-        group: d
-            .group
-            .as_ref()
-            .map(|x| principal(text, x, "group"))
-            .transpose()?,
-        mode: d.mode.as_ref().map(|x| mode(text, x)).transpose()?,
+        settings: settings(text, &d.driver, &d.user, &d.group, &d.mode)?,
         allow_boot_vga: d.allow_boot_vga.unwrap_or(false),
         required: d.required.unwrap_or(false),
+    })
+}
+
+/// The `driver`, `user`, `group` and `mode` of one table, each checked, in that order.
+fn settings(
+    text: &Text,
+    driver_value: &Option<Spanned<String>>,
+    user: &Option<Spanned<RawNameOrId>>,
+    group: &Option<Spanned<RawNameOrId>>,
+    mode_value: &Option<Spanned<String>>,
+) -> Result<Settings, ConfigError> {
+    Ok(Settings {
+        driver: driver_value.as_ref().map(|d| driver(text, d)).transpose()?,
+        user: user
+            .as_ref()
+            .map(|u| principal(text, u, "user"))
+            .transpose()?,
+        group: group
+            .as_ref()
+            .map(|g| principal(text, g, "group"))
+            .transpose()?,
+        mode: mode_value.as_ref().map(|m| mode(text, m)).transpose()?,
     })
 }
 

@@ -4,23 +4,16 @@
 
 use std::path::PathBuf;
 
-use crate::config::fragment::{DeviceFragment, Fragment, VmFragment};
+use crate::config::fragment::{DeviceFragment, Fragment, Settings, VmFragment};
 use crate::config::model::Principal;
-use crate::driver::Driver;
 
 /// The merged configuration, defaults not yet applied to the entries.
 #[derive(Debug, Default)]
 pub struct Merged {
     /// Files merged, in order.
     pub files: Vec<PathBuf>,
-    /// Top-level `driver` of the last file that sets it.
-    pub driver: Option<Driver>,
-    /// Top-level `user` of the last file that sets it.
-    pub user: Option<Principal>,
-    /// Top-level `group` of the last file that sets it.
-    pub group: Option<Principal>,
-    /// Top-level `mode` of the last file that sets it.
-    pub mode: Option<u32>,
+    /// The top-level settings, each from the last file that sets it.
+    pub settings: Settings,
     /// Every entry, in merge order.
     pub devices: Vec<DeviceFragment>,
     /// Every `[[vm]]` profile, in merge order.
@@ -34,25 +27,14 @@ pub fn merge(fragments: Vec<(PathBuf, Fragment)>) -> Merged {
     let mut m = Merged::default();
     for (file, f) in fragments {
         m.files.push(file);
-        let tops = [("user", &f.user), ("group", &f.group)];
-        let entries = f
-            .devices
-            .iter()
-            .flat_map(|d| [("user", &d.user), ("group", &d.group)])
-            .chain(
-                f.vms
-                    .iter()
-                    .flat_map(|v| [("user", &v.user), ("group", &v.group)]),
-            );
-        for (key, p) in tops.into_iter().chain(entries) {
-            if let Some(p) = p {
-                m.principals.push((key, p.clone()));
-            }
-        }
-        m.driver = f.driver.or(m.driver);
-        m.user = f.user.or(m.user);
-        m.group = f.group.or(m.group);
-        m.mode = f.mode.or(m.mode);
+        let written = f
+            .settings
+            .principals()
+            .chain(f.devices.iter().flat_map(|d| d.settings.principals()))
+            .chain(f.vms.iter().flat_map(|v| v.settings.principals()));
+        m.principals
+            .extend(written.map(|(key, p)| (key, p.clone())));
+        m.settings = f.settings.or(&m.settings);
         m.devices.extend(f.devices);
         m.vms.extend(f.vms);
     }

@@ -3,7 +3,7 @@
 //! messages name), `[[vm]]` names checked to be unique.
 
 use crate::config::merge::Merged;
-use crate::config::model::{Config, ConfigError, Entry, Ownership, VmProfile, DEFAULT_DRIVER};
+use crate::config::model::{Config, ConfigError, Entry, VmProfile, DEFAULT_DRIVER};
 use crate::driver::Driver;
 
 /// Apply the defaults and number the entries.
@@ -12,24 +12,27 @@ use crate::driver::Driver;
 /// has (at its `name`, naming the first). Other combinations that contradict each other on a given host (two
 /// drivers for one device, two owners for one node) are found by planning.
 pub fn validate(m: Merged) -> Result<Config, ConfigError> {
-    let driver = m.driver.unwrap_or_else(|| Driver::new(DEFAULT_DRIVER));
+    let driver = m
+        .settings
+        .driver
+        .clone()
+        .unwrap_or_else(|| Driver::new(DEFAULT_DRIVER));
     let entries = m
         .devices
         .into_iter()
         .enumerate()
-        .map(|(i, d)| Entry {
-            index: i + 1,
-            origin: d.origin,
-            selector: d.selector,
-            subsystem: d.subsystem,
-            driver: d.driver.unwrap_or_else(|| driver.clone()),
-            ownership: Ownership {
-                user: d.user.or_else(|| m.user.clone()),
-                group: d.group.or_else(|| m.group.clone()),
-                mode: d.mode.or(m.mode),
-            },
-            allow_boot_vga: d.allow_boot_vga,
-            required: d.required,
+        .map(|(i, d)| {
+            let s = d.settings.or(&m.settings);
+            Entry {
+                index: i + 1,
+                origin: d.origin,
+                selector: d.selector,
+                subsystem: d.subsystem,
+                driver: s.driver.clone().unwrap_or_else(|| driver.clone()),
+                ownership: s.ownership(),
+                allow_boot_vga: d.allow_boot_vga,
+                required: d.required,
+            }
         })
         .collect();
     let mut vms: Vec<VmProfile> = Vec::with_capacity(m.vms.len());
@@ -44,6 +47,7 @@ pub fn validate(m: Merged) -> Result<Config, ConfigError> {
                 ),
             ));
         }
+        let s = v.settings.or(&m.settings);
         vms.push(VmProfile {
             index: i + 1,
             origin: v.origin,
@@ -52,23 +56,15 @@ pub fn validate(m: Merged) -> Result<Config, ConfigError> {
             handover: v.handover,
             stop_units: v.stop_units,
             unload_modules: v.unload_modules,
-            driver: v.driver.unwrap_or_else(|| driver.clone()),
-            ownership: Ownership {
-                user: v.user.or_else(|| m.user.clone()),
-                group: v.group.or_else(|| m.group.clone()),
-                mode: v.mode.or(m.mode),
-            },
+            driver: s.driver.clone().unwrap_or_else(|| driver.clone()),
+            ownership: s.ownership(),
         });
     }
     Ok(Config {
         vms,
         files: m.files,
         driver,
-        ownership: Ownership {
-            user: m.user,
-            group: m.group,
-            mode: m.mode,
-        },
+        ownership: m.settings.ownership(),
         entries,
         principals: m.principals,
     })
