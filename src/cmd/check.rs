@@ -13,15 +13,14 @@ fn vm_line(ctx: &Context, p: &super::Planned, vm: &crate::config::VmProfile) -> 
     } else {
         ""
     };
-    let domain = crate::host::libvirt::domain(&ctx.root, &vm.name);
-    let Ok(vc) = crate::vm::profile::config(&p.config, vm, domain.as_ref()) else {
-        return format!(
-            "VM {name}: devices from the domain XML libvirt passes when it starts{handover}"
-        );
-    };
-    match crate::plan::select::select(&vc, &p.host) {
-        Ok(sel) if !sel.groups.is_empty() => {
-            let groups: Vec<String> = sel.groups.keys().map(u32::to_string).collect();
+    match super::bound::vm_groups(&ctx.root, &p.config, &p.host, vm) {
+        Err(_) => {
+            format!(
+                "VM {name}: devices from the domain XML libvirt passes when it starts{handover}"
+            )
+        }
+        Ok(groups) if !groups.is_empty() => {
+            let groups: Vec<String> = groups.iter().map(u32::to_string).collect();
             format!(
                 "VM {name}: IOMMU group {} bound while it runs{handover}",
                 groups.join(", ")

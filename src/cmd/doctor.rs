@@ -436,7 +436,7 @@ fn leftovers(root: &Root, host: &Host, c: &Config) -> Vec<Finding> {
     use crate::host::leftovers as lh;
     use crate::plan::leftovers::{self as lp, Level};
     let found = lh::read(root);
-    let facts_config = configured(root, host, c);
+    let facts_config = super::bound::configured(root, host, c);
     let release = lh::release(root);
     // A blacklist hurts a device outside the config that has no driver now (one on
     // another driver, nvidia under `blacklist nouveau`, is fine); framebuffer modules
@@ -527,60 +527,6 @@ fn initramfs_carries(root: &Root, found: &[crate::host::leftovers::Leftover]) ->
         );
     }
     None
-}
-
-/// The devices the config binds (all members of the groups of its `[[device]]` entries
-/// and `[[vm]]` profiles) and the IDs its entries name, each with the entry or profile.
-pub(crate) type Configured = (
-    std::collections::BTreeMap<crate::pci::PciAddress, String>,
-    std::collections::BTreeMap<crate::pci::PciId, String>,
-);
-
-/// The devices of IOMMU group `g`.
-fn group_devices(host: &Host, g: u32) -> &[crate::pci::PciAddress] {
-    host.groups
-        .get(&g)
-        .map(|g| g.devices.as_slice())
-        .unwrap_or_default()
-}
-
-pub(crate) fn configured(root: &Root, host: &Host, c: &Config) -> Configured {
-    let mut addrs = std::collections::BTreeMap::new();
-    let mut ids = std::collections::BTreeMap::new();
-    for e in &c.entries {
-        if let crate::config::Selector::Id(id) = e.selector {
-            ids.insert(id, format!("device[{}]", e.index));
-        }
-    }
-    // The `[[vm]]` profiles' devices (their `devices`, or libvirt's domain definition).
-    for vm in &c.vms {
-        let domain = crate::host::libvirt::domain(root, &vm.name);
-        let Ok(vc) = crate::vm::profile::config(c, vm, domain.as_ref()) else {
-            continue;
-        };
-        let Ok(sel) = plan::select::select(&vc, host) else {
-            continue;
-        };
-        let label = format!("[[vm]] \"{}\"", crate::text::escape(&vm.name));
-        for a in sel.groups.keys().flat_map(|g| group_devices(host, *g)) {
-            addrs.insert(*a, label.clone());
-        }
-    }
-    if let Ok(sel) = plan::select::select(c, host) {
-        for (g, entries) in &sel.groups {
-            let label = entries
-                .first()
-                .map(|e| format!("device[{}]", e.index))
-                .unwrap_or_default();
-            for a in group_devices(host, *g) {
-                addrs.insert(*a, label.clone());
-                if let Some(d) = host.devices.get(a) {
-                    ids.entry(d.id).or_insert_with(|| label.clone());
-                }
-            }
-        }
-    }
-    (addrs, ids)
 }
 
 /// The `[[vm]]` profiles against libvirt's files: vfio-bind's hook installed. (Hook

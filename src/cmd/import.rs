@@ -50,7 +50,7 @@ fn hands_over(ctx: &Context, file: &str) -> bool {
 /// and `[[vm]]` profiles, and the IDs it names or that those devices have (an `ids=` of
 /// those would take the same devices again).
 fn covered(ctx: &Context, host: &Host, config: &Config) -> (BTreeSet<PciAddress>, BTreeSet<PciId>) {
-    let (addrs, ids) = super::doctor::configured(&ctx.root, host, config);
+    let (addrs, ids) = super::bound::configured(&ctx.root, host, config);
     let mut ids: BTreeSet<PciId> = ids.into_keys().collect();
     ids.extend(
         addrs

@@ -18,6 +18,7 @@ use crate::users::Users;
 
 pub mod apply;
 pub mod attach;
+pub mod bound;
 pub mod check;
 pub mod claim;
 pub mod doctor;
