@@ -159,6 +159,13 @@ fn libvirt_hook(k: &FakeKernel, script: &Path, args: [&str; 4], xml: &str) -> (O
     (out, writer.join().unwrap())
 }
 
+/// `o` exited with `code`, and its stderr holds `needle`.
+fn exits_with(o: &Output, code: i32, needle: &str) {
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(code), "{err}");
+    assert!(err.contains(needle), "{needle:?} not in:\n{err}");
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -444,12 +451,7 @@ fn groups_held_by_another_vm_or_open_are_refused_and_a_plain_profile_keeps_the_c
     );
     assert_eq!(k.driver(USB).as_deref(), Some("vfio-pci"));
     let o = k.run(&["attach", "usb2"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        text(&o.stderr).contains("0000:03:00.0 is attached to VM \"usb\""),
-        "{}",
-        text(&o.stderr)
-    );
+    exits_with(&o, 1, "0000:03:00.0 is attached to VM \"usb\"");
     // Attaching again is a no-op; the boot-time apply leaves the VM's group alone.
     assert_eq!(k.run(&["attach", "usb"]).status.code(), Some(0));
     let o = k.run(&["apply"]);
@@ -469,12 +471,7 @@ fn groups_held_by_another_vm_or_open_are_refused_and_a_plain_profile_keeps_the_c
     )
     .unwrap();
     let o = k.run(&["attach", "usb"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        text(&o.stderr).contains("an earlier attach of it was not detached"),
-        "{}",
-        text(&o.stderr)
-    );
+    exits_with(&o, 1, "an earlier attach of it was not detached");
     assert_eq!(k.driver(USB).as_deref(), Some("xhci_hcd"));
     assert_eq!(k.run(&["detach", "usb"]).status.code(), Some(0));
     assert!(!t.path("run/vfio-bind/vms/usb.toml").exists());
@@ -539,12 +536,7 @@ fn vm_profiles_are_validated_with_file_line_column_before_anything_is_touched() 
     }
     let t = tree(CONFIG);
     let o = t.run(&["attach", "nosuch"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        text(&o.stderr).contains("no [[vm]] profile named \"nosuch\""),
-        "{}",
-        text(&o.stderr)
-    );
+    exits_with(&o, 2, "no [[vm]] profile named \"nosuch\"");
     let o = t.run(&["attach", "win11"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
@@ -652,14 +644,7 @@ fn an_open_group_node_blocks_attach_and_detach_and_a_broken_config_blocks_prepar
     fs::write(t.path("proc/777/comm"), "qemu-system-x86\n").unwrap();
     symlink("/dev/null", t.path("proc/777/fd/30")).unwrap();
     let o = k.run(&["--hold-timeout", "200", "detach", "usb"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        text(&o.stderr).contains(
-            "IOMMU group 9 is in use: pid 777 (qemu-system-x86) holds /dev/vfio/9 of 0000:03:00.0; not released"
-        ),
-        "{}",
-        text(&o.stderr)
-    );
+    exits_with(&o, 1, "IOMMU group 9 is in use: pid 777 (qemu-system-x86) holds /dev/vfio/9 of 0000:03:00.0; not released");
     assert_eq!(k.driver(USB).as_deref(), Some("vfio-pci"));
     assert!(records(&t).contains("vm = \"usb\""));
     // Another profile on the same device is refused for the VM that holds it.
@@ -669,12 +654,7 @@ fn an_open_group_node_blocks_attach_and_detach_and_a_broken_config_blocks_prepar
     )
     .unwrap();
     let o = k.run(&["attach", "usb2"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        text(&o.stderr).contains("is attached to VM \"usb\""),
-        "{}",
-        text(&o.stderr)
-    );
+    exits_with(&o, 1, "is attached to VM \"usb\"");
     fs::remove_file(t.path("proc/777/fd/30")).unwrap();
     let o = k.run(&["detach", "usb"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
@@ -692,12 +672,7 @@ fn an_open_group_node_blocks_attach_and_detach_and_a_broken_config_blocks_prepar
     let _ = fs::remove_file(&node);
     symlink("/dev/null", &node).unwrap();
     let o = k.run(&["attach", "usb2"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        text(&o.stderr).contains("/dev/vfio/9 is open by pid 777 (qemu-system-x86)"),
-        "{}",
-        text(&o.stderr)
-    );
+    exits_with(&o, 1, "/dev/vfio/9 is open by pid 777 (qemu-system-x86)");
     // A group the boot-time config bound, used by a VM, then dropped from the config:
     // apply does not release it while it is open (vfio-pci's remove would block).
     fs::remove_file(t.path("proc/777/fd/30")).unwrap();
@@ -713,12 +688,7 @@ fn an_open_group_node_blocks_attach_and_detach_and_a_broken_config_blocks_prepar
     symlink("/dev/null", t.path("proc/777/fd/30")).unwrap();
     fs::write(t.path("etc/vfio-bind.toml"), "").unwrap();
     let o = k.run(&["--hold-timeout", "200", "apply"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        text(&o.stderr).contains("IOMMU group 9 is in use: pid 777"),
-        "{}",
-        text(&o.stderr)
-    );
+    exits_with(&o, 1, "IOMMU group 9 is in use: pid 777");
     assert_eq!(k.driver(USB).as_deref(), Some("vfio-pci"));
     fs::remove_file(t.path("proc/777/fd/30")).unwrap();
     let o = k.run(&["apply"]);
